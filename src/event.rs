@@ -1,0 +1,303 @@
+//! The [`Event`]: one row of the events table, validated when it is made.
+//!
+//! An event is captured once: its [`event_id`](Event::event_id) and its
+//! [`time`](Event::time) are set when it is created, not when it is written, so a batch
+//! that is retried (or replayed) writes the very same rows again, and ClickHouse can tell
+//! them apart from new ones.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::Method;
+use uuid::Uuid;
+
+use crate::error::InvalidEvent;
+
+/// The longest event type accepted, in bytes of UTF-8.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+
+/// The longest source name accepted, in bytes of UTF-8.
+pub const MAX_SOURCE_LEN: usize = 64;
+
+/// Which part of the system produced an event: the layer, or a named reporter.
+///
+/// Cheap to clone (an `Arc<str>`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Source(Arc<str>);
+
+impl Source {
+    /// The name recorded for events captured by [`AnalyticsLayer`](crate::writer::Analytics).
+    pub const LAYER_NAME: &'static str = "layer";
+
+    /// A source for events captured by the tower layer.
+    pub fn layer() -> Self {
+        Self(Arc::from(Self::LAYER_NAME))
+    }
+
+    /// A named source, such as a reporter service. 1 to [`MAX_SOURCE_LEN`] bytes, no control
+    /// characters.
+    pub fn new(name: &str) -> Result<Self, InvalidEvent> {
+        if name.is_empty() || name.len() > MAX_SOURCE_LEN || name.chars().any(char::is_control) {
+            return Err(InvalidEvent::BadSource {
+                max: MAX_SOURCE_LEN,
+            });
+        }
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The source's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks an event type: 1 to [`MAX_EVENT_TYPE_LEN`] bytes of UTF-8, no control characters.
+pub fn validate_event_type(event_type: &str) -> Result<(), InvalidEvent> {
+    if event_type.is_empty() {
+        return Err(InvalidEvent::EmptyType);
+    }
+    if event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(InvalidEvent::TypeTooLong {
+            len: event_type.len(),
+            max: MAX_EVENT_TYPE_LEN,
+        });
+    }
+    if let Some((at, _)) = event_type.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(InvalidEvent::TypeControlChar(at));
+    }
+    Ok(())
+}
+
+/// One usage event of one account.
+///
+/// ```
+/// use idp_analytics::Event;
+///
+/// let event = Event::new(42, "search")?.with_status(200);
+/// assert_eq!(event.account_id(), 42);
+/// assert_eq!(event.event_type(), "search");
+/// assert!(Event::new(42, "").is_err());
+/// # Ok::<(), idp_analytics::InvalidEvent>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    event_id: Uuid,
+    account_id: u64,
+    event_type: String,
+    time: u32,
+    source: Option<Source>,
+    method: Option<Method>,
+    status: u16,
+    latency_us: u64,
+}
+
+impl Event {
+    /// Captures an event now: a fresh [`event_id`](Self::event_id) (UUID v7) and the current
+    /// time, at second precision.
+    pub fn new(account_id: u64, event_type: impl Into<String>) -> Result<Self, InvalidEvent> {
+        let event_type = event_type.into();
+        validate_event_type(&event_type)?;
+        Ok(Self {
+            event_id: Uuid::now_v7(),
+            account_id,
+            event_type,
+            time: unix_seconds(SystemTime::now()).unwrap_or(0),
+            source: None,
+            method: None,
+            status: 0,
+            latency_us: 0,
+        })
+    }
+
+    /// Sets the event id, for an event that was given one elsewhere (a reporter that may
+    /// send it again, or a replay). Events with the same id are one event.
+    pub fn with_event_id(mut self, event_id: Uuid) -> Self {
+        self.event_id = event_id;
+        self
+    }
+
+    /// Sets when the event happened. Stored at second precision; the fraction is dropped.
+    pub fn with_time(mut self, time: SystemTime) -> Result<Self, InvalidEvent> {
+        self.time = unix_seconds(time).ok_or(InvalidEvent::TimeOutOfRange)?;
+        Ok(self)
+    }
+
+    /// Sets which part of the system produced the event.
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Sets the HTTP method of the request the event stands for.
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Sets the HTTP status of the response; 0 when there was none.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Sets how long the request took.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The event's id, unique per captured event.
+    pub fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    /// The account the event belongs to.
+    pub fn account_id(&self) -> u64 {
+        self.account_id
+    }
+
+    /// What happened: a route template such as `/projects/{id}`, or a reported name.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// When the event happened.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::from(self.time))
+    }
+
+    /// When the event happened, in seconds since the Unix epoch.
+    pub fn unix_seconds(&self) -> u32 {
+        self.time
+    }
+
+    /// The name of the part of the system that produced the event; empty if unset.
+    pub fn source(&self) -> &str {
+        self.source.as_ref().map_or("", Source::as_str)
+    }
+
+    /// The HTTP method; empty where it does not apply.
+    pub fn method(&self) -> &str {
+        self.method.as_ref().map_or("", Method::as_str)
+    }
+
+    /// The HTTP status; 0 where it does not apply.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The request's latency in microseconds; 0 where it does not apply.
+    pub fn latency_us(&self) -> u64 {
+        self.latency_us
+    }
+
+    /// The number of bytes this event takes in a RowBinary insert.
+    pub fn encoded_len(&self) -> usize {
+        fn string(s: &str) -> usize {
+            // A LEB128 length prefix, then the bytes.
+            let mut prefix = 1;
+            let mut n = s.len() >> 7;
+            while n > 0 {
+                prefix += 1;
+                n >>= 7;
+            }
+            prefix + s.len()
+        }
+        16 + 8 + string(&self.event_type) + 4 + string(self.source()) + string(self.method()) + 2 + 8
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> Option<u32> {
+    let secs = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    u32::try_from(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_limits() {
+        assert_eq!(Event::new(1, "").unwrap_err(), InvalidEvent::EmptyType);
+        assert!(Event::new(1, "a".repeat(128)).is_ok());
+        assert_eq!(
+            Event::new(1, "a".repeat(129)).unwrap_err(),
+            InvalidEvent::TypeTooLong { len: 129, max: 128 }
+        );
+        // 43 three-byte characters are 129 bytes: the limit is in bytes, not characters.
+        assert!(matches!(
+            Event::new(1, "€".repeat(43)),
+            Err(InvalidEvent::TypeTooLong { len: 129, .. })
+        ));
+        assert_eq!(
+            Event::new(1, "a\nb").unwrap_err(),
+            InvalidEvent::TypeControlChar(1)
+        );
+        assert_eq!(
+            Event::new(1, "ab\u{7f}").unwrap_err(),
+            InvalidEvent::TypeControlChar(2)
+        );
+        assert!(Event::new(1, "'); DROP TABLE events; --").is_ok());
+        assert!(Event::new(1, "/projects/{id}").is_ok());
+    }
+
+    #[test]
+    fn each_event_gets_its_own_id_and_keeps_it() {
+        let a = Event::new(1, "x").unwrap();
+        let b = Event::new(1, "x").unwrap();
+        assert_ne!(a.event_id(), b.event_id());
+        let a2 = a.clone().with_status(500);
+        assert_eq!(a.event_id(), a2.event_id());
+    }
+
+    #[test]
+    fn time_is_second_precision_and_range_checked() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_999);
+        let e = Event::new(1, "x").unwrap().with_time(t).unwrap();
+        assert_eq!(e.unix_seconds(), 1_700_000_000);
+        assert_eq!(e.time(), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let too_late = UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) + 1);
+        assert_eq!(
+            Event::new(1, "x").unwrap().with_time(too_late).unwrap_err(),
+            InvalidEvent::TimeOutOfRange
+        );
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(1);
+        assert!(Event::new(1, "x").unwrap().with_time(before_epoch).is_err());
+    }
+
+    #[test]
+    fn source_names_are_checked() {
+        assert!(Source::new("billing").is_ok());
+        assert!(Source::new("").is_err());
+        assert!(Source::new(&"s".repeat(65)).is_err());
+        assert!(Source::new("a\tb").is_err());
+        assert_eq!(Source::layer().as_str(), "layer");
+    }
+
+    #[test]
+    fn encoded_len_counts_rowbinary_bytes() {
+        let e = Event::new(7, "search")
+            .unwrap()
+            .with_source(Source::layer())
+            .with_method(Method::GET);
+        // uuid 16 + u64 8 + (1+6) + u32 4 + (1+5) + (1+3) + u16 2 + u64 8
+        assert_eq!(e.encoded_len(), 16 + 8 + 7 + 4 + 6 + 4 + 2 + 8);
+        let long = Event::new(7, "a".repeat(128)).unwrap();
+        assert_eq!(long.encoded_len(), 16 + 8 + 130 + 4 + 1 + 1 + 2 + 8);
+    }
+}

@@ -1,0 +1,37 @@
+//! Per-account usage analytics for Rust SaaS backends, stored in ClickHouse.
+//!
+//! Know each customer account's usage, and be told as soon as an account goes quiet.
+//!
+//! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
+//!   queue, retries that never duplicate, and a flush on shutdown.
+//! - [`Event`]: one usage event of one account, validated when it is made.
+//! - [`schema`]: the events table, its DDL and the server version checks.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use idp_analytics::{Analytics, Event};
+//!
+//! #[tokio::main]
+//! async fn main() -> idp_analytics::Result<()> {
+//!     // Creates `idp`.`events` if it is absent; nothing here waits for ClickHouse.
+//!     let analytics = Analytics::builder("http://127.0.0.1:8123").build()?;
+//!
+//!     // Never waits: a full queue is counted and the call returns at once.
+//!     analytics.try_record(Event::new(1, "search")?)?;
+//!
+//!     // Writes what is queued before the process exits.
+//!     analytics.shutdown(Duration::from_secs(10)).await;
+//!     Ok(())
+//! }
+//! ```
+
+pub mod error;
+pub mod event;
+pub mod schema;
+pub mod writer;
+
+pub use error::{Error, InvalidEvent, Rejected, Result};
+pub use event::{Event, Source};
+pub use writer::{Analytics, Stats};

@@ -1,0 +1,373 @@
+//! [`Analytics`]: the cheap handle the request path enqueues through.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::{
+    error::{Error, Rejected},
+    event::Event,
+};
+
+use super::{Builder, Stats, Worker, stats::Counters};
+
+/// Why events were not written, reported to those who asked for a confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteFailed {
+    /// ClickHouse refused the batch as bad data; it went to the dead-letter file or log.
+    #[error("ClickHouse rejected the batch: {0}")]
+    DeadLettered(String),
+    /// The writer shut down before the events were written.
+    #[error("the writer shut down before the events were written")]
+    ShutDown,
+}
+
+pub(crate) struct Queued {
+    pub(crate) event: Event,
+    pub(crate) ack: Option<Arc<Ack>>,
+}
+
+/// Completion of a group of events someone waits on.
+pub(crate) struct Ack {
+    remaining: AtomicUsize,
+    failure: Mutex<Option<WriteFailed>>,
+    tx: Mutex<Option<oneshot::Sender<Result<(), WriteFailed>>>>,
+}
+
+impl Ack {
+    /// Marks one event of the group as done.
+    pub(crate) fn settle(&self, outcome: Result<(), &WriteFailed>) {
+        if let Err(failure) = outcome {
+            let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| failure.clone());
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let failure = self
+                .failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(tx) = tx {
+                let _ = tx.send(failure.map_or(Ok(()), Err));
+            }
+        }
+    }
+}
+
+/// Resolves once ClickHouse has acknowledged every event of a
+/// [`try_record_confirmed`](Analytics::try_record_confirmed) call, or one of them failed.
+#[derive(Debug)]
+#[must_use = "a confirmation does nothing unless awaited"]
+pub struct Confirmation {
+    rx: oneshot::Receiver<Result<(), WriteFailed>>,
+}
+
+impl Future for Confirmation {
+    type Output = Result<(), WriteFailed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WriteFailed::ShutDown)))
+    }
+}
+
+/// What [`Analytics::shutdown`] managed.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Events written during the shutdown.
+    pub written: u64,
+    /// Events that could not be written before the deadline. Some of them may have reached
+    /// ClickHouse in an insert that was cut short; writing them again is safe, since a row
+    /// with the same `event_id` is the same event.
+    pub unwritten: Vec<Event>,
+}
+
+/// State shared by the handles and the worker.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Builder>,
+    pub(crate) queue: ArrayQueue<Queued>,
+    /// Slots taken in the queue, reserved before a push so a group goes in whole or not at all.
+    reserved: AtomicUsize,
+    /// The worker is woken when a push brings `reserved` to this many.
+    wake_at: usize,
+    pub(crate) wake: Notify,
+    closing: AtomicBool,
+    pub(crate) abort: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) leftovers: Mutex<Vec<Event>>,
+    pub(crate) done: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn reserve(&self, n: usize) -> Result<usize, Rejected> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Rejected::Closed);
+        }
+        let cap = self.queue.capacity();
+        let mut cur = self.reserved.load(Ordering::Relaxed);
+        loop {
+            if cur + n > cap {
+                return Err(Rejected::QueueFull);
+            }
+            match self.reserved.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(cur + n),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn push_reserved(&self, item: Queued) {
+        // A reserved slot is always free: the worker releases a reservation only after it
+        // popped the item.
+        if self.queue.push(item).is_err() {
+            unreachable!("queue slot reserved but full");
+        }
+    }
+
+    pub(crate) fn pop(&self) -> Option<Queued> {
+        let item = self.queue.pop()?;
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+        Some(item)
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn count_rejected(&self, reason: Rejected, n: u64) {
+        let counter = match reason {
+            Rejected::QueueFull => &self.counters.dropped_queue_full,
+            Rejected::Closed => &self.counters.dropped_closed,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The handle to the writer: cheap to clone (one `Arc`), never waits.
+///
+/// Events go into a bounded in-memory queue; a background [`Worker`] batches them into
+/// ClickHouse. When the last handle is dropped the worker writes what is queued and ends;
+/// [`shutdown`](Self::shutdown) does the same and waits for it, with a deadline.
+#[derive(Clone)]
+pub struct Analytics {
+    inner: Arc<Handle>,
+}
+
+/// Closes the writer when the last [`Analytics`] clone goes.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl fmt::Debug for Analytics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analytics")
+            .field("table", &self.inner.shared.config.schema.qualified_table())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+pub(crate) fn pair(config: Arc<Builder>) -> (Analytics, Worker) {
+    let capacity = config.queue_capacity;
+    let shared = Arc::new(Shared {
+        wake_at: config.max_rows.min(capacity.div_ceil(2)).max(1),
+        queue: ArrayQueue::new(capacity),
+        reserved: AtomicUsize::new(0),
+        wake: Notify::new(),
+        closing: AtomicBool::new(false),
+        abort: AtomicBool::new(false),
+        counters: Counters::default(),
+        leftovers: Mutex::new(Vec::new()),
+        done: watch::Sender::new(false),
+        config,
+    });
+    let worker = Worker::new(shared.clone());
+    let analytics = Analytics {
+        inner: Arc::new(Handle { shared }),
+    };
+    (analytics, worker)
+}
+
+impl Analytics {
+    /// Starts configuring a writer to the ClickHouse HTTP interface at `url`
+    /// (e.g. `http://127.0.0.1:8123`).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder::new(url)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Enqueues one event without waiting. A full queue or a closed writer returns
+    /// [`Rejected`] and counts the drop; nothing else happens to the caller.
+    pub fn try_record(&self, event: Event) -> Result<(), Rejected> {
+        let shared = self.shared();
+        match shared.reserve(1) {
+            Ok(len) => {
+                shared.push_reserved(Queued { event, ack: None });
+                shared.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                if len == shared.wake_at {
+                    // Once per burst, not once per event.
+                    shared.wake.notify_one();
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                shared.count_rejected(reason, 1);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Validates and enqueues an event of `event_type` for `account_id`, captured now.
+    /// An invalid event type is counted in [`Stats::dropped_invalid`].
+    pub fn record(&self, account_id: u64, event_type: &str) -> Result<(), Error> {
+        let event = Event::new(account_id, event_type).inspect_err(|_| self.count_invalid())?;
+        Ok(self.try_record(event)?)
+    }
+
+    /// Counts an event that could not be made because its input was invalid
+    /// (for callers that validate before building an [`Event`]).
+    pub fn count_invalid(&self) {
+        self.shared()
+            .counters
+            .dropped_invalid
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Enqueues all of `events` or none of them, without waiting.
+    pub fn try_record_all(&self, events: Vec<Event>) -> Result<(), Rejected> {
+        self.enqueue_all(events, None)
+    }
+
+    /// Enqueues all of `events` or none, and returns a [`Confirmation`] that resolves once
+    /// ClickHouse has acknowledged every one of them.
+    pub fn try_record_confirmed(&self, events: Vec<Event>) -> Result<Confirmation, Rejected> {
+        let (tx, rx) = oneshot::channel();
+        if events.is_empty() {
+            let _ = tx.send(Ok(()));
+            return Ok(Confirmation { rx });
+        }
+        let ack = Arc::new(Ack {
+            remaining: AtomicUsize::new(events.len()),
+            failure: Mutex::new(None),
+            tx: Mutex::new(Some(tx)),
+        });
+        self.enqueue_all(events, Some(ack))?;
+        Ok(Confirmation { rx })
+    }
+
+    fn enqueue_all(&self, events: Vec<Event>, ack: Option<Arc<Ack>>) -> Result<(), Rejected> {
+        let shared = self.shared();
+        let n = events.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let len = match shared.reserve(n) {
+            Ok(len) => len,
+            Err(reason) => {
+                shared.count_rejected(reason, n as u64);
+                return Err(reason);
+            }
+        };
+        for event in events {
+            shared.push_reserved(Queued {
+                event,
+                ack: ack.clone(),
+            });
+        }
+        shared
+            .counters
+            .enqueued
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if len >= shared.wake_at && len - n < shared.wake_at || ack.is_some() {
+            shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether the writer still takes events.
+    pub fn is_open(&self) -> bool {
+        !self.shared().is_closing()
+    }
+
+    /// A snapshot of the writer's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared().counters.snapshot()
+    }
+
+    /// The schema (database and table) this writer writes to.
+    pub fn schema(&self) -> &crate::schema::Schema {
+        &self.shared().config.schema
+    }
+
+    /// Stops taking events, writes everything queued, and waits until ClickHouse has
+    /// acknowledged it, for at most `deadline`. Events still unwritten then are returned.
+    ///
+    /// Other clones of this handle stop taking events too.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = self.shared();
+        let written_before = shared.counters.written.load(Ordering::Relaxed);
+        shared.close();
+        let mut done = shared.done.subscribe();
+        let finished = tokio::time::timeout(deadline, done.wait_for(|d| *d))
+            .await
+            .is_ok();
+        if !finished {
+            shared.abort.store(true, Ordering::Release);
+            shared.wake.notify_one();
+            // The worker gives up its batch at the next step; wait for it briefly.
+            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        }
+        let mut unwritten = std::mem::take(
+            &mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        // If the worker never ran, the queue still holds the events.
+        while let Some(item) = shared.pop() {
+            if let Some(ack) = &item.ack {
+                ack.settle(Err(&WriteFailed::ShutDown));
+            }
+            shared
+                .counters
+                .unwritten_at_shutdown
+                .fetch_add(1, Ordering::Relaxed);
+            unwritten.push(item.event);
+        }
+        ShutdownReport {
+            written: shared.counters.written.load(Ordering::Relaxed) - written_before,
+            unwritten,
+        }
+    }
+}
