@@ -1,0 +1,107 @@
+//! Helpers for tests that talk to a real ClickHouse server.
+//!
+//! The server comes from `scripts/clickhouse` (on `CLICKHOUSE_URL`, default
+//! `http://127.0.0.1:8123`). A test that cannot reach it fails and says how to start it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use idp_analytics::schema::Schema;
+
+/// The URL of the test server.
+pub fn url() -> String {
+    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A client for checking what the writer wrote (no default database).
+pub fn client() -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url())
+        .with_validation(false)
+}
+
+/// A fresh, empty database named after the test; dropped and made anew on each run.
+pub async fn database(name: String) -> Schema {
+    let client = client();
+    let ping = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.query("SELECT 1").fetch_one::<u8>(),
+    )
+    .await;
+    match ping {
+        Ok(Ok(1)) => {}
+        other => panic!(
+            "ClickHouse is not reachable at {} ({other:?}).\n\
+             Start it with `scripts/clickhouse` (or set CLICKHOUSE_URL to a running server).",
+            url()
+        ),
+    }
+    let db = format!("test_{name}");
+    client
+        .query(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .execute()
+        .await
+        .unwrap();
+    client
+        .query(&format!("CREATE DATABASE `{db}`"))
+        .execute()
+        .await
+        .unwrap();
+    Schema::new(db, "events").unwrap()
+}
+
+/// A fresh database named after the enclosing test function.
+#[macro_export]
+macro_rules! prepare_database {
+    () => {
+        $crate::common::database({
+            fn f() {}
+            fn type_name_of<T>(_: T) -> &'static str {
+                std::any::type_name::<T>()
+            }
+            let name = type_name_of(f);
+            let name = name.strip_suffix("::f").unwrap_or(name);
+            let name = name.strip_suffix("::{{closure}}").unwrap_or(name);
+            name.rsplit("::").next().unwrap().to_owned()
+        })
+    };
+}
+
+/// `count()` and `uniqExact(event_id)` of the table, read with `FINAL`.
+pub async fn counts(schema: &Schema) -> (u64, u64) {
+    client()
+        .query(&format!(
+            "SELECT count(), uniqExact(event_id) FROM {} FINAL",
+            schema.qualified_table()
+        ))
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap()
+}
+
+/// Rows of the table without `FINAL`: what a plain query sees, duplicates included.
+pub async fn raw_count(schema: &Schema) -> u64 {
+    client()
+        .query(&format!("SELECT count() FROM {}", schema.qualified_table()))
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+/// Waits until `check` holds, polling every 50 ms, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
