@@ -128,4 +128,3 @@ pub enum Rejected {
     #[error("the analytics writer is closed")]
     Closed,
 }
-

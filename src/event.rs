@@ -218,7 +218,13 @@ impl Event {
             }
             prefix + s.len()
         }
-        16 + 8 + string(&self.event_type) + 4 + string(self.source()) + string(self.method()) + 2 + 8
+        16 + 8
+            + string(&self.event_type)
+            + 4
+            + string(self.source())
+            + string(self.method())
+            + 2
+            + 8
     }
 }
 

@@ -79,7 +79,10 @@ impl FromStr for ServerVersion {
     /// Parses `18.16.1` or `24.8.4.13`; further parts are ignored.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || Error::Config(format!("not a ClickHouse version: {s:?}"));
-        let mut parts = s.trim().split('.').map(|p| p.parse::<u32>().map_err(|_| bad()));
+        let mut parts = s
+            .trim()
+            .split('.')
+            .map(|p| p.parse::<u32>().map_err(|_| bad()));
         let major = parts.next().ok_or_else(bad)??;
         let minor = parts.next().ok_or_else(bad)??;
         let patch = parts.next().transpose()?.unwrap_or(0);

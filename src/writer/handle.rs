@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     closing: AtomicBool,
     pub(crate) abort: AtomicBool,
+    /// The worker cannot write until someone acts (credentials, table); events are kept.
+    pub(crate) paused: AtomicBool,
     pub(crate) counters: Counters,
     pub(crate) leftovers: Mutex<Vec<Event>>,
     pub(crate) done: watch::Sender<bool>,
@@ -207,6 +209,7 @@ pub(crate) fn pair(config: Arc<Builder>) -> (Analytics, Worker) {
         wake: Notify::new(),
         closing: AtomicBool::new(false),
         abort: AtomicBool::new(false),
+        paused: AtomicBool::new(false),
         counters: Counters::default(),
         leftovers: Mutex::new(Vec::new()),
         done: watch::Sender::new(false),
@@ -323,6 +326,13 @@ impl Analytics {
         !self.shared().is_closing()
     }
 
+    /// Whether the writer is paused: ClickHouse refused its credentials or its table, so it
+    /// keeps the events it has and checks again with backoff. A reporter should answer
+    /// `503` while this holds.
+    pub fn is_paused(&self) -> bool {
+        self.shared().paused.load(Ordering::Relaxed)
+    }
+
     /// A snapshot of the writer's counters.
     pub fn stats(&self) -> Stats {
         self.shared().counters.snapshot()
@@ -351,9 +361,8 @@ impl Analytics {
             // The worker gives up its batch at the next step; wait for it briefly.
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
-        let mut unwritten = std::mem::take(
-            &mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut unwritten =
+            std::mem::take(&mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()));
         // If the worker never ran, the queue still holds the events.
         while let Some(item) = shared.pop() {
             if let Some(ack) = &item.ack {

@@ -266,7 +266,10 @@ pub(crate) fn dead_letter(dir: Option<&Path>, events: &[Event], reason: &str) ->
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let path = dir.join(format!("dead-letter-{stamp}-{}.jsonl", Uuid::now_v7().simple()));
+        let path = dir.join(format!(
+            "dead-letter-{stamp}-{}.jsonl",
+            Uuid::now_v7().simple()
+        ));
         let written = std::fs::create_dir_all(dir).and_then(|()| {
             let mut file = std::fs::File::create_new(&path)?;
             for line in &lines {
@@ -307,10 +310,15 @@ mod tests {
     #[test]
     fn reads_error_codes() {
         assert_eq!(
-            error_code("Code: 60, e.displayText() = DB::Exception: Table x.y doesn't exist., e.what() = DB::Exception"),
+            error_code(
+                "Code: 60, e.displayText() = DB::Exception: Table x.y doesn't exist., e.what() = DB::Exception"
+            ),
             Some(60)
         );
-        assert_eq!(error_code("Code: 27. DB::Exception: Cannot parse"), Some(27));
+        assert_eq!(
+            error_code("Code: 27. DB::Exception: Cannot parse"),
+            Some(27)
+        );
         assert_eq!(error_code("bad response: 502 Bad Gateway"), None);
         assert_eq!(error_code("Code: x"), None);
     }
@@ -318,15 +326,33 @@ mod tests {
     #[test]
     fn classifies_failures() {
         let bad = |m: &str| Error::ClickHouse(clickhouse::error::Error::BadResponse(m.into()));
-        assert_eq!(classify(&bad("Code: 53, DB::Exception: Type mismatch")), Failure::BadData);
-        assert_eq!(classify(&bad("Code: 193. DB::Exception: Wrong password")), Failure::Pause);
-        assert_eq!(classify(&bad("Code: 60. Table doesn't exist")), Failure::Pause);
-        assert_eq!(classify(&bad("Code: 252. Too many parts")), Failure::Transient);
-        assert_eq!(classify(&bad("500 Internal Server Error")), Failure::Transient);
+        assert_eq!(
+            classify(&bad("Code: 53, DB::Exception: Type mismatch")),
+            Failure::BadData
+        );
+        assert_eq!(
+            classify(&bad("Code: 193. DB::Exception: Wrong password")),
+            Failure::Pause
+        );
+        assert_eq!(
+            classify(&bad("Code: 60. Table doesn't exist")),
+            Failure::Pause
+        );
+        assert_eq!(
+            classify(&bad("Code: 252. Too many parts")),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify(&bad("500 Internal Server Error")),
+            Failure::Transient
+        );
         assert_eq!(
             classify(&Error::ClickHouse(clickhouse::error::Error::TimedOut)),
             Failure::Transient
         );
-        assert_eq!(classify(&Error::Timeout(Duration::from_secs(1))), Failure::Transient);
+        assert_eq!(
+            classify(&Error::Timeout(Duration::from_secs(1))),
+            Failure::Transient
+        );
     }
 }

@@ -166,6 +166,7 @@ impl Worker {
             };
             let error = match result {
                 Ok(()) => {
+                    self.shared.paused.store(false, Ordering::Relaxed);
                     Counters::add(&counters.written, events.len());
                     Counters::add(&counters.batches, 1);
                     self.backoff.reset();
@@ -178,12 +179,14 @@ impl Worker {
                 Failure::BadData => {
                     Counters::add(&counters.dead_lettered, events.len());
                     let reason = error.to_string();
-                    let place = sink::dead_letter(config.dead_letter_dir.as_deref(), events, &reason);
+                    let place =
+                        sink::dead_letter(config.dead_letter_dir.as_deref(), events, &reason);
                     tracing::debug!(rows = events.len(), %place, "analytics batch dead-lettered");
                     return Outcome::DeadLettered;
                 }
                 Failure::Pause => {
                     self.prepared = false;
+                    self.shared.paused.store(true, Ordering::Relaxed);
                     tracing::error!(
                         error = %error,
                         rows = events.len(),
@@ -229,7 +232,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, step: min }
+        Self {
+            min,
+            max,
+            step: min,
+        }
     }
 
     fn reset(&mut self) {
@@ -255,7 +262,10 @@ mod tests {
         let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
         for (i, w) in waits.iter().enumerate() {
             let step = Duration::from_millis(100 * (1 << i.min(10))).min(Duration::from_secs(1));
-            assert!(*w >= step / 2 && *w <= step, "wait {i} was {w:?}, step {step:?}");
+            assert!(
+                *w >= step / 2 && *w <= step,
+                "wait {i} was {w:?}, step {step:?}"
+            );
         }
         b.reset();
         assert!(b.next() <= Duration::from_millis(100));
@@ -353,7 +363,10 @@ mod tests {
         }
         // A group that does not fit is refused whole.
         let group = (0..2).map(|i| Event::new(i, "y").unwrap()).collect();
-        assert_eq!(analytics.try_record_all(group), Err(crate::Rejected::QueueFull));
+        assert_eq!(
+            analytics.try_record_all(group),
+            Err(crate::Rejected::QueueFull)
+        );
         let stats = analytics.stats();
         assert_eq!(stats.enqueued, 5);
         assert_eq!(stats.dropped_queue_full, 5);
