@@ -43,6 +43,10 @@ pub enum Error {
     #[error("ClickHouse did not answer within {0:?}")]
     Timeout(std::time::Duration),
 
+    /// The spool directory could not be opened, locked or read.
+    #[error("spool: {0}")]
+    Spool(#[from] std::io::Error),
+
     /// The writer did not take the event.
     #[error(transparent)]
     Rejected(#[from] Rejected),
@@ -127,4 +131,9 @@ pub enum Rejected {
     /// [`Stats::dropped_closed`](crate::Stats::dropped_closed).
     #[error("the analytics writer is closed")]
     Closed,
+    /// The on-disk spool has reached its size bound (ClickHouse has been away for long).
+    /// The newest events are refused until the spool drains; nothing already taken is
+    /// dropped. Counted in [`Stats::dropped_spool_full`](crate::Stats::dropped_spool_full).
+    #[error("the analytics spool is full")]
+    SpoolFull,
 }

@@ -7,7 +7,10 @@ use crate::{
     schema::Schema,
 };
 
-use super::{Analytics, Worker};
+use super::{
+    Analytics, Worker,
+    spool::{Fsync, Spool, SpoolConfig},
+};
 
 /// Configures and starts the writer. Made by [`Analytics::builder`].
 ///
@@ -31,6 +34,7 @@ pub struct Builder {
     pub(crate) min_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) dead_letter_dir: Option<PathBuf>,
+    pub(crate) spool: Option<SpoolConfig>,
 }
 
 impl Builder {
@@ -51,6 +55,7 @@ impl Builder {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             dead_letter_dir: None,
+            spool: None,
         }
     }
 
@@ -144,6 +149,50 @@ impl Builder {
         self
     }
 
+    /// Keeps accepted events in segment files under `dir` until ClickHouse has acknowledged
+    /// them. Default: no spool (events wait in memory only).
+    ///
+    /// With a spool, events are appended to disk shortly after they are taken (see
+    /// [`with_fsync`](Self::with_fsync)) and a segment file is removed only once ClickHouse
+    /// has acknowledged every row in it. Segments a previous run left (after a crash, or a
+    /// shutdown that ran out of time) are sent first, with their original `event_id`s.
+    /// While ClickHouse is away, the in-memory queue only smooths bursts: an outage of any
+    /// length up to [`with_spool_max_bytes`](Self::with_spool_max_bytes) loses nothing.
+    /// One writer at a time may use a directory; [`build`](Self::build) fails if it is
+    /// locked by another, or cannot be created.
+    pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let spool = self.spool.get_or_insert_with(|| SpoolConfig {
+            dir: PathBuf::new(),
+            max_bytes: 1 << 30,
+            fsync: Fsync::default(),
+        });
+        spool.dir = dir.into();
+        self
+    }
+
+    /// The most bytes the spool keeps on disk. Default: 1 GiB (about 10 million events).
+    ///
+    /// When it is full, the newest events are refused ([`Rejected::SpoolFull`](crate::Rejected),
+    /// counted in [`Stats::dropped_spool_full`](super::Stats)): the layer drops them, the
+    /// reporter endpoint answers `503`. Nothing already taken is dropped. Has no effect
+    /// without [`with_spool_dir`](Self::with_spool_dir).
+    pub fn with_spool_max_bytes(mut self, bytes: u64) -> Self {
+        if let Some(spool) = &mut self.spool {
+            spool.max_bytes = bytes;
+        }
+        self
+    }
+
+    /// When spooled events are forced to disk. Default: [`Fsync::Interval`] of 500 ms.
+    /// This is the window of events a machine crash can lose; a process crash loses none
+    /// that reached the spool. Has no effect without [`with_spool_dir`](Self::with_spool_dir).
+    pub fn with_fsync(mut self, fsync: Fsync) -> Self {
+        if let Some(spool) = &mut self.spool {
+            spool.fsync = fsync;
+        }
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
@@ -172,10 +221,22 @@ impl Builder {
         if self.max_backoff < self.min_backoff {
             return bad("maximum backoff must not be shorter than the minimum");
         }
+        if let Some(spool) = &self.spool {
+            if spool.dir.as_os_str().is_empty() {
+                return bad("the spool directory must not be empty");
+            }
+            if spool.max_bytes < self.max_bytes as u64 * 2 {
+                return bad("the spool must hold at least two batches (2 x max bytes)");
+            }
+            if spool.fsync == Fsync::Interval(Duration::ZERO) {
+                return bad("the fsync interval must be more than zero");
+            }
+        }
         Ok(())
     }
 
-    /// Checks the configuration and spawns the worker on the current Tokio runtime.
+    /// Checks the configuration, opens the spool if there is one, and spawns the worker on
+    /// the current Tokio runtime.
     ///
     /// Nothing here waits for ClickHouse: the worker reads the server version, creates and
     /// checks the table in the background, retrying until the server answers, while events
@@ -194,7 +255,8 @@ impl Builder {
     /// (`tokio::spawn(worker.run())`, or on a runtime of its choice).
     pub fn build_pair(self) -> Result<(Analytics, Worker)> {
         self.validate()?;
+        let spool = self.spool.clone().map(Spool::open).transpose()?;
         let config = Arc::new(self);
-        Ok(super::handle::pair(config))
+        Ok(super::handle::pair(config, spool))
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     event::Event,
 };
 
-use super::{Builder, Stats, Worker, stats::Counters};
+use super::{Builder, Stats, Worker, spool::Spool, stats::Counters};
 
 /// Why events were not written, reported to those who asked for a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,7 +91,10 @@ impl Future for Confirmation {
 pub struct ShutdownReport {
     /// Events written during the shutdown.
     pub written: u64,
-    /// Events that could not be written before the deadline. Some of them may have reached
+    /// Segment files left in the spool: their events are sent when a writer next opens it.
+    pub left_in_spool: u64,
+    /// Events that could not be written before the deadline and are not in a spool. Some of
+    /// them may have reached
     /// ClickHouse in an insert that was cut short; writing them again is safe, since a row
     /// with the same `event_id` is the same event.
     pub unwritten: Vec<Event>,
@@ -105,9 +108,15 @@ pub(crate) struct Shared {
     reserved: AtomicUsize,
     /// The worker is woken when a push brings `reserved` to this many.
     wake_at: usize,
+    /// Wakes the worker's collecting loop: a burst, closing, room in the spool.
     pub(crate) wake: Notify,
     closing: AtomicBool,
+    /// A shutdown's deadline has passed: the worker gives up what it is writing.
     pub(crate) abort: AtomicBool,
+    pub(crate) abort_notify: Notify,
+    pub(crate) spool: Option<Spool>,
+    /// The spool is at its bound: handles refuse new events.
+    pub(crate) spool_full: AtomicBool,
     /// The worker cannot write until someone acts (credentials, table); events are kept.
     pub(crate) paused: AtomicBool,
     pub(crate) counters: Counters,
@@ -119,6 +128,9 @@ impl Shared {
     fn reserve(&self, n: usize) -> Result<usize, Rejected> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Rejected::Closed);
+        }
+        if self.spool_full.load(Ordering::Relaxed) {
+            return Err(Rejected::SpoolFull);
         }
         let cap = self.queue.capacity();
         let mut cur = self.reserved.load(Ordering::Relaxed);
@@ -165,6 +177,7 @@ impl Shared {
         let counter = match reason {
             Rejected::QueueFull => &self.counters.dropped_queue_full,
             Rejected::Closed => &self.counters.dropped_closed,
+            Rejected::SpoolFull => &self.counters.dropped_spool_full,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -200,7 +213,7 @@ impl fmt::Debug for Analytics {
     }
 }
 
-pub(crate) fn pair(config: Arc<Builder>) -> (Analytics, Worker) {
+pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Worker) {
     let capacity = config.queue_capacity;
     let shared = Arc::new(Shared {
         wake_at: config.max_rows.min(capacity.div_ceil(2)).max(1),
@@ -209,6 +222,9 @@ pub(crate) fn pair(config: Arc<Builder>) -> (Analytics, Worker) {
         wake: Notify::new(),
         closing: AtomicBool::new(false),
         abort: AtomicBool::new(false),
+        abort_notify: Notify::new(),
+        spool,
+        spool_full: AtomicBool::new(false),
         paused: AtomicBool::new(false),
         counters: Counters::default(),
         leftovers: Mutex::new(Vec::new()),
@@ -335,7 +351,13 @@ impl Analytics {
 
     /// A snapshot of the writer's counters.
     pub fn stats(&self) -> Stats {
-        self.shared().counters.snapshot()
+        let shared = self.shared();
+        let mut stats = shared.counters.snapshot();
+        if let Some(spool) = &shared.spool {
+            stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
+            stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// The schema (database and table) this writer writes to.
@@ -357,7 +379,7 @@ impl Analytics {
             .is_ok();
         if !finished {
             shared.abort.store(true, Ordering::Release);
-            shared.wake.notify_one();
+            shared.abort_notify.notify_waiters();
             // The worker gives up its batch at the next step; wait for it briefly.
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
@@ -377,6 +399,10 @@ impl Analytics {
         ShutdownReport {
             written: shared.counters.written.load(Ordering::Relaxed) - written_before,
             unwritten,
+            left_in_spool: shared
+                .spool
+                .as_ref()
+                .map_or(0, |s| s.segments.load(Ordering::Relaxed)),
         }
     }
 }

@@ -36,10 +36,12 @@
 mod config;
 mod handle;
 mod sink;
+mod spool;
 mod stats;
 mod worker;
 
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
+pub use spool::Fsync;
 pub use stats::Stats;
 pub use worker::Worker;

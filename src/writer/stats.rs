@@ -26,10 +26,24 @@ pub struct Stats {
     pub dead_lettered: u64,
     /// Events given back unwritten by a shutdown that reached its deadline.
     pub unwritten_at_shutdown: u64,
-    /// Events taken but not yet written: in the queue or in the batch being written.
+    /// Events taken (or replayed from the spool) but not yet written: in the queue, in the
+    /// spool, or in the batch being written.
     pub pending: u64,
     /// Inserts that ClickHouse acknowledged.
     pub batches: u64,
+    /// Events refused because the spool was at its size bound.
+    pub dropped_spool_full: u64,
+    /// Bytes of segment files in the spool now.
+    pub spooled_bytes: u64,
+    /// Segment files in the spool now.
+    pub spooled_segments: u64,
+    /// Events read back from segments a previous run left.
+    pub replayed: u64,
+    /// Spool records skipped because they were torn or corrupted.
+    pub corrupt_records: u64,
+    /// Spool reads and writes that failed (disk full, unwritable directory); the events
+    /// concerned were kept in memory instead.
+    pub spool_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +57,10 @@ pub(crate) struct Counters {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) unwritten_at_shutdown: AtomicU64,
     pub(crate) batches: AtomicU64,
+    pub(crate) dropped_spool_full: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) corrupt_records: AtomicU64,
+    pub(crate) spool_errors: AtomicU64,
 }
 
 impl Counters {
@@ -61,8 +79,15 @@ impl Counters {
             retried_batches: get(&self.retried_batches),
             dead_lettered,
             unwritten_at_shutdown: unwritten,
-            pending: enqueued.saturating_sub(written + dead_lettered + unwritten),
+            pending: (enqueued + get(&self.replayed))
+                .saturating_sub(written + dead_lettered + unwritten),
             batches: get(&self.batches),
+            dropped_spool_full: get(&self.dropped_spool_full),
+            spooled_bytes: 0,
+            spooled_segments: 0,
+            replayed: get(&self.replayed),
+            corrupt_records: get(&self.corrupt_records),
+            spool_errors: get(&self.spool_errors),
         }
     }
 

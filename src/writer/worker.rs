@@ -3,7 +3,13 @@
 
 use std::{
     fmt,
-    sync::{Arc, atomic::Ordering},
+    fs::File,
+    io::{self, Write as _},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -12,8 +18,9 @@ use tokio::time::Instant;
 use crate::event::Event;
 
 use super::{
-    handle::{Queued, Shared, WriteFailed},
+    handle::{Ack, Queued, Shared, WriteFailed},
     sink::{self, Failure, Sink},
+    spool::{self, Fsync, Sealed, Spool},
     stats::Counters,
 };
 
@@ -62,29 +69,51 @@ impl Worker {
 
     /// Runs until the writer is closed and drained, or aborted by a shutdown deadline.
     pub async fn run(mut self) {
-        tracing::debug!(table = %self.shared.config.schema.qualified_table(), "analytics writer started");
+        let table = self.shared.config.schema.qualified_table();
+        tracing::debug!(%table, spool = self.shared.spool.is_some(), "analytics writer started");
+        if self.shared.spool.is_some() {
+            self.run_spooled().await;
+        } else {
+            self.run_direct().await;
+        }
+        tracing::debug!(%table, "analytics writer stopped");
+        self.shared.done.send_replace(true);
+    }
+
+    /// Without a spool: batches go from the queue straight to ClickHouse.
+    async fn run_direct(&mut self) {
         while let Some(batch) = self.collect().await {
-            let events: Vec<Event> = batch.iter().map(|q| q.event.clone()).collect();
-            match self.write(&events).await {
-                Outcome::Written => settle(&batch, Ok(())),
-                Outcome::DeadLettered => {
-                    let failure = WriteFailed::DeadLettered("bad data".into());
-                    settle(&batch, Err(&failure));
-                }
-                Outcome::Aborted => {
-                    settle(&batch, Err(&WriteFailed::ShutDown));
-                    Counters::add(&self.shared.counters.unwritten_at_shutdown, events.len());
-                    self.shared
-                        .leftovers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(events);
-                    break;
-                }
+            let (events, acks) = split(batch);
+            if !self.send(events, &acks).await {
+                break;
             }
         }
-        tracing::debug!("analytics writer stopped");
-        self.shared.done.send_replace(true);
+    }
+
+    /// Writes one batch and settles its confirmations. False when a shutdown deadline
+    /// passed; the events are then handed back to the shutdown.
+    async fn send(&mut self, events: Vec<Event>, acks: &[Arc<Ack>]) -> bool {
+        let outcome = self.write(&events).await;
+        match outcome {
+            Outcome::Written => settle(acks, Ok(())),
+            Outcome::DeadLettered => {
+                settle(acks, Err(&WriteFailed::DeadLettered("bad data".into())));
+            }
+            Outcome::Aborted => {
+                settle(acks, Err(&WriteFailed::ShutDown));
+                self.give_back(events);
+            }
+        }
+        !matches!(outcome, Outcome::Aborted)
+    }
+
+    fn give_back(&self, events: Vec<Event>) {
+        Counters::add(&self.shared.counters.unwritten_at_shutdown, events.len());
+        self.shared
+            .leftovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(events);
     }
 
     /// Waits for the next batch: full by rows or bytes, or whatever has come when the flush
@@ -121,20 +150,117 @@ impl Worker {
         }
     }
 
+    /// With a spool: one loop appends what the queue holds to segment files and seals one
+    /// segment per batch; the other sends sealed segments in order and removes each once
+    /// ClickHouse has acknowledged it.
+    async fn run_spooled(&mut self) {
+        let shared = self.shared.clone();
+        let Some(spool) = shared.spool.as_ref() else {
+            return;
+        };
+        let collector_done = AtomicBool::new(false);
+        let collect = async {
+            SpoolCollector::new(&shared, spool).run().await;
+            collector_done.store(true, Ordering::Release);
+            spool.ready.notify_one();
+        };
+        let send = async {
+            loop {
+                let Some(mut segment) = spool.pop_sealed() else {
+                    if collector_done.load(Ordering::Acquire) && spool.backlog() == 0 {
+                        break;
+                    }
+                    let ready = spool.ready.notified();
+                    tokio::select! {
+                        () = ready => {}
+                        () = wait_abort(&shared) => break,
+                    }
+                    continue;
+                };
+                let events = match segment.events.take() {
+                    Some(events) => events,
+                    None => match self.read_back(&segment).await {
+                        Some(events) => events,
+                        None => continue,
+                    },
+                };
+                let acks = std::mem::take(&mut segment.acks);
+                let outcome = self.write(&events).await;
+                match outcome {
+                    Outcome::Written | Outcome::DeadLettered => {
+                        if let Err(err) = spool.remove(&segment) {
+                            Counters::add(&shared.counters.spool_errors, 1);
+                            tracing::error!(error = %err, "could not remove a written spool segment; it will be sent again (without visible duplicates)");
+                        }
+                        shared.wake.notify_one();
+                        let result = match outcome {
+                            Outcome::Written => Ok(()),
+                            _ => Err(WriteFailed::DeadLettered("bad data".into())),
+                        };
+                        settle(&acks, result.as_ref().map(|_| ()));
+                    }
+                    Outcome::Aborted => {
+                        settle(&acks, Err(&WriteFailed::ShutDown));
+                        if segment.path.is_none() {
+                            self.give_back(events);
+                        }
+                        break;
+                    }
+                }
+            }
+            // Past a shutdown deadline: batches that never reached the disk go back to the
+            // caller; spooled ones stay for the next run.
+            while let Some(segment) = spool.pop_sealed() {
+                settle(&segment.acks, Err(&WriteFailed::ShutDown));
+                if segment.path.is_none() {
+                    self.give_back(segment.events.unwrap_or_default());
+                }
+            }
+        };
+        tokio::join!(collect, send);
+    }
+
+    /// Reads a segment back from disk, counting what a previous run left and what is
+    /// corrupt. `None` when there is nothing to send (the file is gone or empty).
+    async fn read_back(&self, segment: &Sealed) -> Option<Vec<Event>> {
+        let spool = self.shared.spool.as_ref()?;
+        let path = segment.path.clone()?;
+        let counters = &self.shared.counters;
+        let read = tokio::task::spawn_blocking(move || spool::read_segment(&path)).await;
+        let read = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(err)) => {
+                Counters::add(&counters.spool_errors, 1);
+                tracing::error!(error = %err, segment = ?segment.path, "could not read a spool segment; skipping it");
+                let _ = spool.remove(segment);
+                return None;
+            }
+            Err(_) => return None,
+        };
+        if read.corrupt > 0 {
+            Counters::add(&counters.corrupt_records, read.corrupt as usize);
+            tracing::warn!(corrupt = read.corrupt, good = read.events.len(), segment = ?segment.path, "skipped torn or corrupted spool records");
+        }
+        if segment.replay {
+            Counters::add(&counters.replayed, read.events.len());
+        }
+        if read.events.is_empty() {
+            let _ = spool.remove(segment);
+            return None;
+        }
+        Some(read.events)
+    }
+
     fn aborted(&self) -> bool {
         self.shared.abort.load(Ordering::Acquire)
     }
 
     /// Sleeps for `duration`, or less if a shutdown deadline passes. False if aborted.
     async fn pause(&self, duration: Duration) -> bool {
-        let until = Instant::now() + duration;
-        while !self.aborted() {
-            tokio::select! {
-                () = self.shared.wake.notified() => {}
-                () = tokio::time::sleep_until(until) => return true,
-            }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            () = wait_abort(&self.shared) => false,
         }
-        false
     }
 
     /// Writes one batch, retrying transient failures with backoff until ClickHouse
@@ -209,17 +335,291 @@ impl Worker {
 
 /// Resolves when a shutdown deadline has passed.
 async fn wait_abort(shared: &Shared) {
-    while !shared.abort.load(Ordering::Acquire) {
-        shared.wake.notified().await;
+    loop {
+        let notified = shared.abort_notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a notification in between is not missed.
+        notified.as_mut().enable();
+        if shared.abort.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 }
 
-fn settle(batch: &[Queued], outcome: Result<(), &WriteFailed>) {
-    for item in batch {
-        if let Some(ack) = &item.ack {
-            ack.settle(outcome);
+fn split(batch: Vec<Queued>) -> (Vec<Event>, Vec<Arc<Ack>>) {
+    let mut acks = Vec::new();
+    let events = batch
+        .into_iter()
+        .map(|q| {
+            acks.extend(q.ack);
+            q.event
+        })
+        .collect();
+    (events, acks)
+}
+
+fn settle(acks: &[Arc<Ack>], outcome: Result<(), &WriteFailed>) {
+    for ack in acks {
+        ack.settle(outcome);
+    }
+}
+
+/// How many batches may wait in memory when the spool cannot be written.
+const MAX_MEMORY_BATCHES: usize = 2;
+
+/// The segment being filled.
+struct Active {
+    /// Its file and path; `None` when the disk failed and the batch is kept in memory.
+    file: Option<(File, PathBuf)>,
+    /// Bytes written to the file.
+    bytes: u64,
+    /// RowBinary bytes, for the batch's byte bound.
+    encoded: usize,
+    events: Vec<Event>,
+    acks: Vec<Arc<Ack>>,
+    opened: Instant,
+    /// Written since the last fsync.
+    dirty: bool,
+}
+
+/// Appends what the queue holds to the spool, one segment per batch.
+struct SpoolCollector<'a> {
+    shared: &'a Shared,
+    spool: &'a Spool,
+    active: Option<Active>,
+    buf: Vec<u8>,
+    next_sync: Instant,
+    /// In a streak of disk errors: logged once, not per event.
+    failing: bool,
+}
+
+impl<'a> SpoolCollector<'a> {
+    fn new(shared: &'a Shared, spool: &'a Spool) -> Self {
+        Self {
+            shared,
+            spool,
+            active: None,
+            buf: Vec::new(),
+            next_sync: Instant::now(),
+            failing: false,
         }
     }
+
+    fn fsync_interval(&self) -> Option<Duration> {
+        match self.spool.config.fsync {
+            Fsync::Interval(every) => Some(every),
+            _ => None,
+        }
+    }
+
+    async fn run(mut self) {
+        let config = &self.shared.config;
+        loop {
+            self.drain().await;
+            let closing = self.shared.is_closing();
+            let aborted = self.shared.abort.load(Ordering::Acquire);
+            let drained = self.shared.queue.is_empty();
+            if let Some(active) = &self.active {
+                let due = active.opened.elapsed() >= config.flush_interval;
+                if due || (closing && drained) || aborted {
+                    self.seal().await;
+                }
+            }
+            self.sync_if_due().await;
+            if (closing && drained || aborted) && self.active.is_none() {
+                return;
+            }
+            let mut wake_at = Instant::now() + config.flush_interval;
+            if let Some(active) = &self.active {
+                wake_at = wake_at.min(active.opened + config.flush_interval);
+                if active.dirty {
+                    wake_at = wake_at.min(self.next_sync);
+                }
+            }
+            tokio::select! {
+                () = self.shared.wake.notified() => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+                () = wait_abort(self.shared) => {}
+            }
+        }
+    }
+
+    /// Moves events from the queue into the current segment, sealing full ones.
+    async fn drain(&mut self) {
+        let config = &self.shared.config;
+        loop {
+            let full = self
+                .spool
+                .is_full(self.buf.len() as u64 + MAX_RECORD_ESTIMATE);
+            self.shared.spool_full.store(full, Ordering::Relaxed);
+            if full {
+                break;
+            }
+            let memory_only = self.active.as_ref().is_some_and(|a| a.file.is_none());
+            if memory_only && self.spool.in_memory() >= MAX_MEMORY_BATCHES {
+                // The disk fails and ClickHouse is behind: let the queue take the strain.
+                break;
+            }
+            let Some(item) = self.shared.pop() else { break };
+            if self.active.is_none() {
+                self.flush_buf();
+                self.active = Some(self.open());
+            }
+            let active = self.active.as_mut().expect("opened above");
+            spool::encode(&item.event, &mut self.buf);
+            active.encoded += item.event.encoded_len();
+            active.events.push(item.event);
+            active.acks.extend(item.ack);
+            if active.events.len() >= config.max_rows || active.encoded >= config.max_bytes {
+                self.seal().await;
+            }
+        }
+        self.flush_buf();
+    }
+
+    fn open(&mut self) -> Active {
+        let file = match self.spool.create_segment() {
+            Ok(file) => {
+                self.failing = false;
+                Some(file)
+            }
+            Err(err) => {
+                self.disk_error("could not create a spool segment", &err);
+                None
+            }
+        };
+        Active {
+            bytes: if file.is_some() {
+                spool::MAGIC.len() as u64
+            } else {
+                0
+            },
+            file,
+            encoded: 0,
+            events: Vec::new(),
+            acks: Vec::new(),
+            opened: Instant::now(),
+            dirty: true,
+        }
+    }
+
+    fn disk_error(&mut self, what: &str, err: &io::Error) {
+        Counters::add(&self.shared.counters.spool_errors, 1);
+        if !self.failing {
+            tracing::error!(error = %err, dir = %self.spool.config.dir.display(), "{what}; keeping events in memory until the disk recovers");
+        }
+        self.failing = true;
+    }
+
+    /// Appends the encoded records to the current segment's file. On failure the segment's
+    /// file is given up and its events are kept in memory.
+    fn flush_buf(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let Some(active) = self.active.as_mut() else {
+            self.buf.clear();
+            return;
+        };
+        let result = match &mut active.file {
+            Some((file, _)) => file.write_all(&self.buf),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                if active.file.is_some() {
+                    let n = self.buf.len() as u64;
+                    active.bytes += n;
+                    active.dirty = true;
+                    self.spool.disk_bytes.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            Err(err) => {
+                if let Some((_, path)) = active.file.take() {
+                    let _ = std::fs::remove_file(&path);
+                    self.spool
+                        .disk_bytes
+                        .fetch_sub(active.bytes, Ordering::Relaxed);
+                    self.spool.segments.fetch_sub(1, Ordering::Relaxed);
+                    active.bytes = 0;
+                }
+                self.disk_error("could not write to the spool", &err);
+            }
+        }
+        self.buf.clear();
+    }
+
+    async fn sync_if_due(&mut self) {
+        let Some(every) = self.fsync_interval() else {
+            return;
+        };
+        if Instant::now() < self.next_sync {
+            return;
+        }
+        self.next_sync = Instant::now() + every;
+        if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
+            active.dirty = false;
+            if let Some((file, _)) = &active.file
+                && let Err(err) = sync(file).await
+            {
+                self.disk_error("could not sync the spool", &err);
+            }
+        }
+    }
+
+    /// Closes the current segment (synced to disk) and hands it to the sender.
+    async fn seal(&mut self) {
+        self.flush_buf();
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        if active.events.is_empty() {
+            if let Some((_, path)) = active.file {
+                let _ = self.spool.remove(&Sealed {
+                    path: Some(path),
+                    bytes: active.bytes,
+                    events: None,
+                    acks: Vec::new(),
+                    replay: false,
+                });
+            }
+            return;
+        }
+        let path = match active.file {
+            Some((file, path)) => match sync(&file).await {
+                Ok(()) => {
+                    let _ = self.spool.sync_dir();
+                    Some(path)
+                }
+                Err(err) => {
+                    self.disk_error("could not sync a spool segment", &err);
+                    Some(path)
+                }
+            },
+            None => None,
+        };
+        // Keep the events in memory only when they are sent next, so an outage costs disk,
+        // not memory.
+        let keep = path.is_none() || self.spool.backlog() == 0;
+        self.spool.push_sealed(Sealed {
+            path,
+            bytes: active.bytes,
+            events: keep.then_some(active.events),
+            acks: active.acks,
+            replay: false,
+        });
+    }
+}
+
+/// A generous size of one spool record, to tell whether another fits under the bound.
+const MAX_RECORD_ESTIMATE: u64 = 512;
+
+async fn sync(file: &File) -> io::Result<()> {
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// Exponential backoff with jitter: each wait is drawn between half and all of the current

@@ -29,14 +29,16 @@ pub enum Mode {
     Delay(Duration),
     /// Answer each request with HTTP 500 this many times, then forward.
     Http500(u32),
-    /// Forward this many bytes of the request, then close both sides cleanly.
-    CutAfter(usize),
+    /// Forward the request's head and this many bytes of its body (chunk framing
+    /// included), then close both sides cleanly without passing on any answer; once, after
+    /// which the proxy goes [`Mode::Down`].
+    CutBody(usize),
 }
 
 /// A proxy on 127.0.0.1 forwarding to `upstream`.
 pub struct Proxy {
     addr: SocketAddr,
-    mode: watch::Sender<Mode>,
+    mode: Arc<watch::Sender<Mode>>,
     failures: Arc<Mutex<u32>>,
 }
 
@@ -51,13 +53,13 @@ impl Proxy {
             .expect("CLICKHOUSE_URL must be http://IP:PORT for the proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (mode, _) = watch::channel(Mode::Forward);
+        let mode = Arc::new(watch::Sender::new(Mode::Forward));
         let failures = Arc::new(Mutex::new(0));
         tokio::spawn(serve(
             listener,
             addr,
             upstream,
-            mode.subscribe(),
+            mode.clone(),
             failures.clone(),
         ));
         Proxy {
@@ -90,9 +92,10 @@ async fn serve(
     mut listener: TcpListener,
     addr: SocketAddr,
     upstream: SocketAddr,
-    mut mode: watch::Receiver<Mode>,
+    control: Arc<watch::Sender<Mode>>,
     failures: Arc<Mutex<u32>>,
 ) {
+    let mut mode = control.subscribe();
     loop {
         let current = mode.borrow_and_update().clone();
         if current == Mode::Down {
@@ -112,7 +115,7 @@ async fn serve(
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
                 let rx = mode.clone();
-                tokio::spawn(handle(client, upstream, current, rx, failures.clone()));
+                tokio::spawn(handle(client, upstream, current, rx, control.clone(), failures.clone()));
             }
             changed = mode.changed() => if changed.is_err() { return },
         }
@@ -124,6 +127,7 @@ async fn handle(
     upstream: SocketAddr,
     mode: Mode,
     mut changes: watch::Receiver<Mode>,
+    control: Arc<watch::Sender<Mode>>,
     failures: Arc<Mutex<u32>>,
 ) {
     changes.mark_unchanged();
@@ -152,7 +156,8 @@ async fn handle(
                     fail
                 };
                 if !fail {
-                    return forward(client, upstream, None, None).await;
+                    forward(client, upstream, None, None).await;
+                    return;
                 }
                 let mut buf = vec![0u8; 64 * 1024];
                 let _ =
@@ -165,9 +170,17 @@ async fn handle(
                 let _ = client.write_all(answer.as_bytes()).await;
                 let _ = client.shutdown().await;
             }
-            Mode::Delay(d) => forward(client, upstream, Some(d), None).await,
-            Mode::CutAfter(n) => forward(client, upstream, None, Some(n)).await,
-            Mode::Forward => forward(client, upstream, None, None).await,
+            Mode::Delay(d) => {
+                forward(client, upstream, Some(d), None).await;
+            }
+            Mode::CutBody(n) => {
+                if forward(client, upstream, None, Some(n)).await {
+                    control.send_replace(Mode::Down);
+                }
+            }
+            Mode::Forward => {
+                forward(client, upstream, None, None).await;
+            }
         }
     };
     tokio::select! {
@@ -181,9 +194,9 @@ async fn forward(
     upstream: SocketAddr,
     delay: Option<Duration>,
     cut_after: Option<usize>,
-) {
+) -> bool {
     let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
+        return false;
     };
     let _ = server.set_nodelay(true);
     let _ = client.set_nodelay(true);
@@ -191,24 +204,41 @@ async fn forward(
     let (mut sr, mut sw) = server.into_split();
     let up = async {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut sent = 0usize;
+        // Where the body starts, once the head's blank line has been seen.
+        let mut seen: Vec<u8> = Vec::new();
+        let mut body_sent: Option<usize> = None;
         loop {
             let n = match cr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let n = match cut_after {
-                Some(limit) if sent + n >= limit => {
-                    let _ = sw.write_all(&buf[..limit - sent]).await;
-                    let _ = sw.shutdown().await;
-                    return true;
+            let mut chunk = &buf[..n];
+            if let Some(limit) = cut_after {
+                let body_start = match body_sent {
+                    Some(_) => Some(0),
+                    None => {
+                        let before = seen.len();
+                        seen.extend_from_slice(chunk);
+                        seen.windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map(|p| p + 4 - before)
+                    }
+                };
+                if let Some(start) = body_start {
+                    let sent = body_sent.unwrap_or(0);
+                    let body = chunk.len() - start;
+                    if sent + body >= limit {
+                        chunk = &chunk[..start + (limit - sent)];
+                        let _ = sw.write_all(chunk).await;
+                        let _ = sw.shutdown().await;
+                        return true;
+                    }
+                    body_sent = Some(sent + body);
                 }
-                _ => n,
-            };
-            if sw.write_all(&buf[..n]).await.is_err() {
+            }
+            if sw.write_all(chunk).await.is_err() {
                 break;
             }
-            sent += n;
         }
         let _ = sw.shutdown().await;
         false
@@ -235,7 +265,14 @@ async fn forward(
     };
     tokio::pin!(up, down);
     tokio::select! {
-        cut = &mut up => if !cut { down.await },
+        cut = &mut up => if cut {
+            // Let the server read to the end and commit; its answer is never passed on.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return true;
+        } else {
+            down.await
+        },
         () = &mut down => {}
     }
+    false
 }
