@@ -199,14 +199,7 @@ impl Schema {
     /// Reads the server version and refuses servers older than [`OLDEST_SUPPORTED`].
     pub async fn server_version(client: &clickhouse::Client) -> Result<ServerVersion> {
         let text: String = client.query("SELECT version()").fetch_one().await?;
-        let version: ServerVersion = text.parse()?;
-        if version < OLDEST_SUPPORTED {
-            return Err(Error::UnsupportedServer {
-                found: text,
-                oldest: "18.16",
-            });
-        }
-        Ok(version)
+        supported_version(&text)
     }
 
     /// Creates the database and the table if they are absent, then checks that the table
@@ -234,6 +227,18 @@ impl Schema {
             problem,
         })
     }
+}
+
+/// Parses what `SELECT version()` said and refuses versions before [`OLDEST_SUPPORTED`].
+fn supported_version(text: &str) -> Result<ServerVersion> {
+    let version: ServerVersion = text.parse()?;
+    if version < OLDEST_SUPPORTED {
+        return Err(Error::UnsupportedServer {
+            found: text.to_owned(),
+            oldest: "18.16",
+        });
+    }
+    Ok(version)
 }
 
 fn check_identifier(what: &str, name: &str) -> Result<()> {
@@ -301,6 +306,21 @@ mod tests {
         assert!(!ServerVersion::new(18, 16, 1).supports_insert_deduplication_token());
         assert!(ServerVersion::new(22, 2, 0).supports_insert_deduplication_token());
         assert!(ServerVersion::new(25, 1, 0).supports_insert_deduplication_token());
+    }
+
+    #[test]
+    fn old_servers_are_refused() {
+        let err = supported_version("18.14.9").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ClickHouse 18.14.9 is not supported: the oldest supported version is 18.16"
+        );
+        assert!(supported_version("1.1.54343").is_err());
+        assert_eq!(
+            supported_version("18.16.1").unwrap(),
+            ServerVersion::new(18, 16, 1)
+        );
+        assert!(supported_version("25.3.2.39").is_ok());
     }
 
     #[test]

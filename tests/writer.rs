@@ -397,6 +397,7 @@ async fn writer_pauses_on_a_table_with_the_wrong_columns() {
 
 #[tokio::test]
 async fn writer_reads_the_server_version() {
+    common::require_clickhouse().await;
     let version = idp_analytics::schema::Schema::server_version(&common::client())
         .await
         .unwrap();

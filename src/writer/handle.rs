@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     /// A shutdown's deadline has passed: the worker gives up what it is writing.
     pub(crate) abort: AtomicBool,
     pub(crate) abort_notify: Notify,
+    /// The worker has begun to run.
+    pub(crate) started: AtomicBool,
     pub(crate) spool: Option<Spool>,
     /// The spool is at its bound: handles refuse new events.
     pub(crate) spool_full: AtomicBool,
@@ -162,6 +164,15 @@ impl Shared {
         let item = self.queue.pop()?;
         self.reserved.fetch_sub(1, Ordering::AcqRel);
         Some(item)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.counters.snapshot();
+        if let Some(spool) = &self.spool {
+            stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
+            stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     pub(crate) fn is_closing(&self) -> bool {
@@ -223,6 +234,7 @@ pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Wo
         closing: AtomicBool::new(false),
         abort: AtomicBool::new(false),
         abort_notify: Notify::new(),
+        started: AtomicBool::new(false),
         spool,
         spool_full: AtomicBool::new(false),
         paused: AtomicBool::new(false),
@@ -351,13 +363,7 @@ impl Analytics {
 
     /// A snapshot of the writer's counters.
     pub fn stats(&self) -> Stats {
-        let shared = self.shared();
-        let mut stats = shared.counters.snapshot();
-        if let Some(spool) = &shared.spool {
-            stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
-            stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
-        }
-        stats
+        self.shared().stats()
     }
 
     /// The schema (database and table) this writer writes to.
@@ -374,14 +380,18 @@ impl Analytics {
         let written_before = shared.counters.written.load(Ordering::Relaxed);
         shared.close();
         let mut done = shared.done.subscribe();
-        let finished = tokio::time::timeout(deadline, done.wait_for(|d| *d))
-            .await
-            .is_ok();
+        // A worker that was never run has nothing in hand: the queue holds everything.
+        let finished = shared.started.load(Ordering::Acquire)
+            && tokio::time::timeout(deadline, done.wait_for(|d| *d))
+                .await
+                .is_ok();
         if !finished {
             shared.abort.store(true, Ordering::Release);
             shared.abort_notify.notify_waiters();
-            // The worker gives up its batch at the next step; wait for it briefly.
-            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+            if shared.started.load(Ordering::Acquire) {
+                // The worker gives up its batch at the next step; wait for it briefly.
+                let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+            }
         }
         let mut unwritten =
             std::mem::take(&mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()));

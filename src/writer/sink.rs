@@ -224,7 +224,7 @@ impl Sink {
             .insert::<EventRow<'_>>(schema.table())
             .await?
             .with_timeouts(Some(self.send_timeout), Some(self.receive_timeout));
-        if let Some(token) = self.dedup_token(events) {
+        if let Some(token) = self.version.and_then(|v| dedup_token(v, events)) {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
         for event in events {
@@ -232,20 +232,19 @@ impl Sink {
         }
         Ok(insert.end().await?)
     }
+}
 
-    /// A token that is the same each time this batch is sent, where the server supports it.
-    fn dedup_token(&self, events: &[Event]) -> Option<String> {
-        if !self.version?.supports_insert_deduplication_token() {
-            return None;
-        }
-        let (first, last) = (events.first()?, events.last()?);
-        Some(format!(
-            "{}-{}-{}",
-            first.event_id().simple(),
-            last.event_id().simple(),
-            events.len()
-        ))
+/// A token that is the same each time this batch is sent (and for no other batch), where
+/// the server supports it: the first event id, the row count, and all ids folded together.
+fn dedup_token(version: ServerVersion, events: &[Event]) -> Option<String> {
+    if !version.supports_insert_deduplication_token() {
+        return None;
     }
+    let first = events.first()?.event_id();
+    let folded = events
+        .iter()
+        .fold(0u128, |acc, e| acc.rotate_left(5) ^ e.event_id().as_u128());
+    Some(format!("{}-{}-{folded:032x}", first.simple(), events.len()))
 }
 
 async fn with_timeout<T>(limit: Duration, f: impl Future<Output = Result<T>>) -> Result<T> {
@@ -321,6 +320,20 @@ mod tests {
         );
         assert_eq!(error_code("bad response: 502 Bad Gateway"), None);
         assert_eq!(error_code("Code: x"), None);
+    }
+
+    #[test]
+    fn dedup_token_is_stable_per_batch_and_only_where_supported() {
+        let batch: Vec<Event> = (0..5).map(|i| Event::new(i, "x").unwrap()).collect();
+        let new = ServerVersion::new(24, 8, 0);
+        let token = dedup_token(new, &batch).unwrap();
+        assert_eq!(dedup_token(new, &batch.clone()), Some(token.clone()));
+        assert_ne!(dedup_token(new, &batch[..4]), Some(token.clone()));
+        let mut swapped = batch.clone();
+        swapped.swap(1, 2);
+        assert_ne!(dedup_token(new, &swapped), Some(token));
+        assert_eq!(dedup_token(ServerVersion::new(18, 16, 1), &batch), None);
+        assert_eq!(dedup_token(new, &[]), None);
     }
 
     #[test]

@@ -95,3 +95,67 @@ impl Counters {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
+
+/// Emits the counters through `tracing`: a summary at `info` each minute in which something
+/// changed, and a `warn` at most every ten seconds while events are being dropped.
+#[derive(Debug)]
+pub(crate) struct StatsLog {
+    last: Stats,
+    last_summary: tokio::time::Instant,
+    last_warning: Option<tokio::time::Instant>,
+}
+
+impl StatsLog {
+    const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub(crate) fn new() -> Self {
+        Self {
+            last: Stats::default(),
+            last_summary: tokio::time::Instant::now(),
+            last_warning: None,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, now: Stats) {
+        let at = tokio::time::Instant::now();
+        let dropped = |s: &Stats| s.dropped_queue_full + s.dropped_closed + s.dropped_spool_full;
+        let new_drops = dropped(&now) - dropped(&self.last).min(dropped(&now));
+        let may_warn = self
+            .last_warning
+            .is_none_or(|t| at.duration_since(t) >= Self::WARN_EVERY);
+        if new_drops > 0 && may_warn {
+            tracing::warn!(
+                dropped_queue_full = now.dropped_queue_full,
+                dropped_spool_full = now.dropped_spool_full,
+                dropped_closed = now.dropped_closed,
+                pending = now.pending,
+                "analytics events are being dropped"
+            );
+            self.last_warning = Some(at);
+        } else if at.duration_since(self.last_summary) < Self::SUMMARY_EVERY || now == self.last {
+            return;
+        } else {
+            tracing::info!(
+                enqueued = now.enqueued,
+                written = now.written,
+                pending = now.pending,
+                batches = now.batches,
+                retried_batches = now.retried_batches,
+                dead_lettered = now.dead_lettered,
+                dropped_queue_full = now.dropped_queue_full,
+                dropped_spool_full = now.dropped_spool_full,
+                dropped_closed = now.dropped_closed,
+                dropped_invalid = now.dropped_invalid,
+                spooled_bytes = now.spooled_bytes,
+                spooled_segments = now.spooled_segments,
+                replayed = now.replayed,
+                corrupt_records = now.corrupt_records,
+                spool_errors = now.spool_errors,
+                "analytics writer"
+            );
+            self.last_summary = at;
+        }
+        self.last = now;
+    }
+}

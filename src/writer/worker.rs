@@ -21,7 +21,7 @@ use super::{
     handle::{Ack, Queued, Shared, WriteFailed},
     sink::{self, Failure, Sink},
     spool::{self, Fsync, Sealed, Spool},
-    stats::Counters,
+    stats::{Counters, StatsLog},
 };
 
 /// The background half of the writer. [`Builder::build`](super::Builder::build) spawns it;
@@ -36,6 +36,7 @@ pub struct Worker {
     sink: Sink,
     prepared: bool,
     backoff: Backoff,
+    log: StatsLog,
 }
 
 impl fmt::Debug for Worker {
@@ -64,11 +65,13 @@ impl Worker {
             sink,
             prepared: false,
             backoff,
+            log: StatsLog::new(),
         }
     }
 
     /// Runs until the writer is closed and drained, or aborted by a shutdown deadline.
     pub async fn run(mut self) {
+        self.shared.started.store(true, Ordering::Release);
         let table = self.shared.config.schema.qualified_table();
         tracing::debug!(%table, spool = self.shared.spool.is_some(), "analytics writer started");
         if self.shared.spool.is_some() {
@@ -83,6 +86,7 @@ impl Worker {
     /// Without a spool: batches go from the queue straight to ClickHouse.
     async fn run_direct(&mut self) {
         while let Some(batch) = self.collect().await {
+            self.log.observe(self.shared.stats());
             let (events, acks) = split(batch);
             if !self.send(events, &acks).await {
                 break;
@@ -290,6 +294,7 @@ impl Worker {
                 r = attempt => r,
                 () = wait_abort(&self.shared) => return Outcome::Aborted,
             };
+            self.log.observe(self.shared.stats());
             let error = match result {
                 Ok(()) => {
                     self.shared.paused.store(false, Ordering::Relaxed);
@@ -747,6 +752,24 @@ mod tests {
         assert_eq!(worker.collect().await.unwrap().len(), 4);
         assert!(worker.collect().await.is_none());
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_without_a_worker_hands_everything_back_at_once() {
+        let (analytics, worker) = writer(100, 1000);
+        for i in 0..7 {
+            analytics.try_record(Event::new(i, "x").unwrap()).unwrap();
+        }
+        let start = Instant::now();
+        let report = analytics.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(report.written, 0);
+        assert_eq!(report.unwritten.len(), 7);
+        assert_eq!(analytics.stats().pending, 0);
+        // A worker run after the shutdown ends at once.
+        tokio::time::timeout(Duration::from_secs(1), worker.run())
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,8 +20,8 @@ pub fn client() -> clickhouse::Client {
         .with_validation(false)
 }
 
-/// A fresh, empty database named after the test; dropped and made anew on each run.
-pub async fn database(name: String) -> Schema {
+/// Fails the test, saying how to start ClickHouse, when it cannot be reached.
+pub async fn require_clickhouse() {
     let client = client();
     let ping = tokio::time::timeout(
         Duration::from_secs(5),
@@ -36,6 +36,12 @@ pub async fn database(name: String) -> Schema {
             url()
         ),
     }
+}
+
+/// A fresh, empty database named after the test; dropped and made anew on each run.
+pub async fn database(name: String) -> Schema {
+    require_clickhouse().await;
+    let client = client();
     let db = format!("test_{name}");
     client
         .query(&format!("DROP DATABASE IF EXISTS `{db}`"))
