@@ -114,8 +114,6 @@ pub(crate) struct Shared {
     /// A shutdown's deadline has passed: the worker gives up what it is writing.
     pub(crate) abort: AtomicBool,
     pub(crate) abort_notify: Notify,
-    /// The worker has begun to run.
-    pub(crate) started: AtomicBool,
     pub(crate) spool: Option<Spool>,
     /// The spool is at its bound: handles refuse new events.
     pub(crate) spool_full: AtomicBool,
@@ -234,7 +232,6 @@ pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Wo
         closing: AtomicBool::new(false),
         abort: AtomicBool::new(false),
         abort_notify: Notify::new(),
-        started: AtomicBool::new(false),
         spool,
         spool_full: AtomicBool::new(false),
         paused: AtomicBool::new(false),
@@ -374,24 +371,21 @@ impl Analytics {
     /// Stops taking events, writes everything queued, and waits until ClickHouse has
     /// acknowledged it, for at most `deadline`. Events still unwritten then are returned.
     ///
-    /// Other clones of this handle stop taking events too.
+    /// Other clones of this handle stop taking events too. Returns at once if the worker was
+    /// dropped without running.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = self.shared();
         let written_before = shared.counters.written.load(Ordering::Relaxed);
         shared.close();
         let mut done = shared.done.subscribe();
-        // A worker that was never run has nothing in hand: the queue holds everything.
-        let finished = shared.started.load(Ordering::Acquire)
-            && tokio::time::timeout(deadline, done.wait_for(|d| *d))
-                .await
-                .is_ok();
+        let finished = tokio::time::timeout(deadline, done.wait_for(|d| *d))
+            .await
+            .is_ok();
         if !finished {
             shared.abort.store(true, Ordering::Release);
             shared.abort_notify.notify_waiters();
-            if shared.started.load(Ordering::Acquire) {
-                // The worker gives up its batch at the next step; wait for it briefly.
-                let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
-            }
+            // The worker gives up its batch at the next step; wait for it briefly.
+            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
         let mut unwritten =
             std::mem::take(&mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()));

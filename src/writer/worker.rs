@@ -48,6 +48,13 @@ impl fmt::Debug for Worker {
     }
 }
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Run to the end, or never run at all: either way nothing is in its hands now.
+        self.shared.done.send_replace(true);
+    }
+}
+
 /// How the write of one batch ended.
 enum Outcome {
     Written,
@@ -71,7 +78,6 @@ impl Worker {
 
     /// Runs until the writer is closed and drained, or aborted by a shutdown deadline.
     pub async fn run(mut self) {
-        self.shared.started.store(true, Ordering::Release);
         let table = self.shared.config.schema.qualified_table();
         tracing::debug!(%table, spool = self.shared.spool.is_some(), "analytics writer started");
         if self.shared.spool.is_some() {
@@ -80,7 +86,6 @@ impl Worker {
             self.run_direct().await;
         }
         tracing::debug!(%table, "analytics writer stopped");
-        self.shared.done.send_replace(true);
     }
 
     /// Without a spool: batches go from the queue straight to ClickHouse.
@@ -755,21 +760,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shutdown_without_a_worker_hands_everything_back_at_once() {
+    async fn shutdown_without_a_worker_hands_everything_back() {
         let (analytics, worker) = writer(100, 1000);
         for i in 0..7 {
             analytics.try_record(Event::new(i, "x").unwrap()).unwrap();
         }
+        drop(worker);
         let start = Instant::now();
         let report = analytics.shutdown(Duration::from_secs(30)).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert_eq!(report.written, 0);
         assert_eq!(report.unwritten.len(), 7);
         assert_eq!(analytics.stats().pending, 0);
-        // A worker run after the shutdown ends at once.
-        tokio::time::timeout(Duration::from_secs(1), worker.run())
-            .await
-            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_its_deadline_for_a_worker_that_cannot_write() {
+        let (analytics, worker) = writer(100, 1000);
+        tokio::spawn(worker.run());
+        for i in 0..3 {
+            analytics.try_record(Event::new(i, "x").unwrap()).unwrap();
+        }
+        let start = Instant::now();
+        // Nothing listens on port 1: every attempt fails and is retried until the deadline.
+        let report = analytics.shutdown(Duration::from_secs(3)).await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        assert_eq!(report.unwritten.len(), 3);
+        assert!(analytics.stats().retried_batches >= 1);
     }
 
     #[tokio::test(start_paused = true)]
