@@ -12,7 +12,7 @@
 //! (default 4 000).
 
 #[path = "../tests/common/proxy.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod proxy;
 
 use std::time::{Duration, Instant};
