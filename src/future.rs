@@ -60,7 +60,8 @@ impl Recording {
 /// Resolves to the inner service's output, untouched. When the response head is ready it
 /// records the event with the response's status and the time since the request came in.
 /// If the inner service fails, or the future is dropped before it completes (the client
-/// went away), the event is recorded with status `0`: the account was active all the same.
+/// went away, or the handler panicked), the event is recorded with status `0`: the account
+/// was active all the same. The event's time is the moment it is recorded.
 #[pin_project(PinnedDrop)]
 pub struct ResponseFuture<F> {
     #[pin]

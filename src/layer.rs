@@ -675,6 +675,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn layer_records_a_panicking_handler_with_status_0() {
+        let (analytics, mut worker) = writer(10);
+        let service = ServiceBuilder::new()
+            .layer(AnalyticsLayer::new(analytics.clone()))
+            .service_fn(|_: Request<()>| async {
+                panic!("handler bug");
+                #[allow(unreachable_code)]
+                Ok::<Response<()>, Infallible>(Response::new(()))
+            });
+        let task = tokio::spawn(service.oneshot(request("/a", Some("/a"), Some(8))));
+        assert!(task.await.unwrap_err().is_panic());
+        let events = drain(&analytics, &mut worker).await;
+        assert_eq!(summary(&events), [(8, "/a", "GET", 0)]);
+    }
+
+    #[tokio::test]
     async fn layer_passes_inner_errors_through_and_records_status_0() {
         let (analytics, mut worker) = writer(10);
         let service = ServiceBuilder::new()
