@@ -29,7 +29,7 @@ pub const MAX_SOURCE_LEN: usize = 64;
 pub struct Source(Arc<str>);
 
 impl Source {
-    /// The name recorded for events captured by the tower layer.
+    /// The name recorded for events captured by [`AnalyticsLayer`](crate::AnalyticsLayer).
     pub const LAYER_NAME: &'static str = "layer";
 
     /// A source for events captured by the tower layer. Shared: cloning it allocates nothing.

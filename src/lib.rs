@@ -2,6 +2,9 @@
 //!
 //! Know each customer account's usage, and be told as soon as an account goes quiet.
 //!
+//! - [`AnalyticsLayer`]: a tower layer that records each request of an account as an
+//!   event named after the route it matched (`/projects/{id}`), with its method, status and
+//!   latency, without ever slowing or failing the request.
 //! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
 //!   queue, retries that never duplicate, and a flush on shutdown.
 //! - [`Event`]: one usage event of one account, validated when it is made.
@@ -26,12 +29,61 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Recording requests
+//!
+//! Add [`AnalyticsLayer`] to the router, and each request by an authenticated account is an
+//! event. The account comes from the [`AccountId`] an authentication middleware puts in the
+//! request extensions (or any [`ExtractAccount`]: see [`account`]); the event type is the
+//! route the request matched (see [`route`]).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, extract::Request, middleware::{self, Next}, response::Response, routing::get};
+//! use idp_analytics::{AccountId, Analytics, AnalyticsLayer};
+//!
+//! async fn authenticate(mut request: Request, next: Next) -> Response {
+//!     // Whatever the application does to know the caller.
+//!     request.extensions_mut().insert(AccountId(42));
+//!     next.run(request).await
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let analytics = Analytics::builder("http://127.0.0.1:8123").build()?;
+//!     let app = Router::new()
+//!         .route("/projects/{id}", get(|| async { "project" }))
+//!         // Layers added later run first: authentication, then analytics.
+//!         .layer(AnalyticsLayer::new(analytics.clone()))
+//!         .layer(middleware::from_fn(authenticate));
+//!
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     analytics.shutdown(Duration::from_secs(10)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! - `axum` (default): names events after axum's `MatchedPath`. Without it the crate does
+//!   not depend on axum, and events are named by a [`RouteName`] extension or a closure.
 
+pub mod account;
 pub mod error;
 pub mod event;
+mod future;
+mod layer;
+pub mod route;
 pub mod schema;
+mod service;
 pub mod writer;
 
+pub use account::{AccountId, ExtractAccount};
 pub use error::{Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
+pub use future::ResponseFuture;
+pub use layer::{AnalyticsLayer, AnalyticsLayerBuilder};
+pub use route::{NameEvent, RouteName, SkipRequest};
+pub use service::AnalyticsService;
 pub use writer::{Analytics, Stats};

@@ -1,0 +1,163 @@
+//! An axum app whose requests are recorded per account in ClickHouse.
+//!
+//! ```sh
+//! scripts/clickhouse && cargo run --example axum
+//! curl -H 'Authorization: Bearer demo-42' http://127.0.0.1:3000/projects/7
+//! curl -H 'Authorization: Bearer demo-42' 'http://127.0.0.1:3000/search?q=invoices'
+//! curl -H 'Authorization: Bearer demo-42' http://127.0.0.1:3000/billing/invoices/3
+//! curl -X POST 'http://127.0.0.1:3000/login?account=7'
+//! ```
+//!
+//! `Authorization: Bearer demo-<account id>` is the toy login: any such token authenticates
+//! as that account. Each request of an account becomes one row of `idp`.`events`, named
+//! after its route (`/projects/{id}`); `/health` is left out. SIGTERM or Ctrl-C stops the
+//! server, and the events still queued are written before the process exits.
+//!
+//! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
+//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`).
+
+use std::{collections::HashMap, error::Error, time::Duration};
+
+use axum::{
+    Router,
+    extract::{FromRequestParts, Path, Query, Request},
+    http::{StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use idp_analytics::{AccountId, Analytics, AnalyticsLayer, schema::Schema};
+use tower::ServiceBuilder;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let url = env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123");
+    let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
+    let port: u16 = env_or("PORT", "3000").parse()?;
+
+    // Creates the database and table if they are absent, in the background.
+    let analytics = Analytics::builder(url)
+        .with_schema(Schema::new(database, "events")?)
+        .build()?;
+
+    let app = app(analytics.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    // Every connection is closed: write what is still queued.
+    let report = analytics.shutdown(Duration::from_secs(10)).await;
+    println!(
+        "stopped: {} events written at shutdown, {} left unwritten",
+        report.written,
+        report.unwritten.len()
+    );
+    Ok(())
+}
+
+/// The application's routes, with authentication and analytics.
+fn app(analytics: Analytics) -> idp_analytics::Result<Router> {
+    let analytics = AnalyticsLayer::builder(analytics)
+        .with_skipped_routes(["/health"])
+        .build()?;
+
+    let billing = Router::new()
+        .route("/invoices", get(invoices))
+        .route("/invoices/{id}", get(invoice));
+
+    Ok(Router::new()
+        .route("/projects/{id}", get(project))
+        .route("/search", get(search))
+        .route("/login", post(login))
+        .route("/health", get(|| async { "ok" }))
+        .nest("/billing", billing)
+        // The first layer listed runs first: the account is known before analytics runs.
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(authenticate))
+                .layer(analytics),
+        ))
+}
+
+/// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.
+async fn authenticate(mut request: Request, next: Next) -> Response {
+    let account = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer demo-"))
+        .and_then(|id| id.parse().ok());
+    if let Some(account) = account {
+        request.extensions_mut().insert(AccountId(account));
+    }
+    next.run(request).await
+}
+
+/// The authenticated account; `401 Unauthorized` when there is none.
+struct Caller(u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let account = parts.extensions.get::<AccountId>();
+        account.map(|id| Self(id.0)).ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+async fn project(Caller(account): Caller, Path(id): Path<u64>) -> String {
+    format!("project {id} of account {account}\n")
+}
+
+async fn search(Caller(account): Caller, Query(params): Query<HashMap<String, String>>) -> String {
+    let q = params.get("q").map_or("", String::as_str);
+    format!("no results for {q:?} in account {account}\n")
+}
+
+async fn invoices(Caller(account): Caller) -> String {
+    format!("invoices of account {account}\n")
+}
+
+async fn invoice(Caller(account): Caller, Path(id): Path<u64>) -> String {
+    format!("invoice {id} of account {account}\n")
+}
+
+/// Logs in as `?account=<id>`. The request has no account yet; the response carries it,
+/// and the login is recorded under it.
+async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
+    let Some(account) = params.get("account").and_then(|id| id.parse::<u64>().ok()) else {
+        return (StatusCode::BAD_REQUEST, "usage: POST /login?account=<id>\n").into_response();
+    };
+    let mut response = format!("token: demo-{account}\n").into_response();
+    response.extensions_mut().insert(AccountId(account));
+    response
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

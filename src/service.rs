@@ -1,0 +1,143 @@
+//! [`AnalyticsService`]: reads the request head, never its body, and hands the inner
+//! service's future a [`Recording`] to finish. Nothing here waits.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::{Request, Response, request::Parts};
+use tower::Service;
+
+use crate::{
+    account::ExtractAccount,
+    event::Source,
+    future::{Recording, ResponseFuture},
+    route::{EventName, NameEvent, RouteName, SkipRequest},
+    writer::Analytics,
+};
+
+/// The layer's configuration, shared by every clone of the layer and of its services.
+pub(crate) struct Config {
+    pub(crate) analytics: Analytics,
+    pub(crate) source: Source,
+    pub(crate) extractor: Box<dyn ExtractAccount>,
+    pub(crate) anonymous: Option<u64>,
+    pub(crate) namer: Option<Box<dyn NameEvent>>,
+    pub(crate) unmatched: Option<RouteName>,
+    pub(crate) skipped_routes: Box<[Box<str>]>,
+    pub(crate) skip: Option<Box<dyn SkipRequest>>,
+}
+
+impl Config {
+    /// What the layer records for a request with this head, if anything.
+    fn begin(&self, request: &Parts) -> Option<Recording> {
+        if self.skip.as_ref().is_some_and(|s| s.skip_request(request)) {
+            return None;
+        }
+        let name = match &self.namer {
+            Some(namer) => namer.name_event(request).map(EventName::Route),
+            None => EventName::of(request),
+        };
+        let name = match name {
+            Some(name) => name,
+            None => EventName::Route(self.unmatched.clone()?),
+        };
+        if self.skipped_routes.iter().any(|s| **s == *name.as_str()) {
+            return None;
+        }
+        let account = self.extractor.extract_account(request).or(self.anonymous);
+        Some(Recording {
+            analytics: self.analytics.clone(),
+            source: self.source.clone(),
+            started: Instant::now(),
+            method: request.method.clone(),
+            account,
+            name,
+        })
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("analytics", &self.analytics)
+            .field("anonymous", &self.anonymous)
+            .field("custom_names", &self.namer.is_some())
+            .field("unmatched", &self.unmatched)
+            .field("skipped_routes", &self.skipped_routes)
+            .field("skip_if", &self.skip.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service made by [`AnalyticsLayer`](crate::AnalyticsLayer): records each request of
+/// an account as an event, then passes it on untouched.
+///
+/// Cloning it clones the inner service and one `Arc`.
+pub struct AnalyticsService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> AnalyticsService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for AnalyticsService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for AnalyticsService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnalyticsService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for AnalyticsService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Splitting and rejoining a request moves its head; the body is not touched.
+        let (head, body) = request.into_parts();
+        let recording = self.config.begin(&head);
+        let request = Request::from_parts(head, body);
+        ResponseFuture::new(self.inner.call(request), recording)
+    }
+}
