@@ -14,7 +14,13 @@
 //! server, and the events still queued are written before the process exits.
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`).
+//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only).
+//!
+//! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
+//! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
+//! with SIGKILL, start it again with ClickHouse reachable, stop it with SIGTERM: every
+//! request is in the table, once.
 
 use std::{collections::HashMap, error::Error, time::Duration};
 
@@ -36,9 +42,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let analytics = Analytics::builder(url)
-        .with_schema(Schema::new(database, "events")?)
-        .build()?;
+    let mut builder = Analytics::builder(url).with_schema(Schema::new(database, "events")?);
+    if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
+        builder = builder.with_spool_dir(dir);
+    }
+    let analytics = builder.build()?;
 
     let app = app(analytics.clone())?;
 
@@ -51,9 +59,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Every connection is closed: write what is still queued.
     let report = analytics.shutdown(Duration::from_secs(10)).await;
     println!(
-        "stopped: {} events written at shutdown, {} left unwritten",
+        "stopped: {} events written at shutdown, {} left unwritten, {} spool segments left",
         report.written,
-        report.unwritten.len()
+        report.unwritten.len(),
+        report.left_in_spool
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{collections::BTreeMap, process::Stdio, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
     Router,
@@ -11,14 +11,7 @@ use axum::{
     http::{HeaderValue, Method, Request, StatusCode},
     routing::get,
 };
-use http_body_util::Empty;
-use hyper::body::Bytes;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use idp_analytics::{AccountId, Analytics, AnalyticsLayer, account, schema::Schema};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
 use tower::ServiceExt;
 
 /// (account, event type, method, status) → rows.
@@ -213,87 +206,39 @@ async fn layer_ignores_hostile_account_headers() {
     assert_eq!(rows(&schema).await, (expected, 1));
 }
 
-/// Builds the example `name` (nothing to do when `cargo test` has built it already) and
-/// returns the path of its binary.
-async fn build_example(name: &str) -> std::path::PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "cargo build --example {name} failed");
-    // target/debug/deps/layer-<hash> → target/debug/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join(name)
-}
-
 /// Runs an example on a free port against a fresh database, sends it a few requests as
 /// a few accounts, stops it with SIGTERM and checks what it wrote.
 async fn run_example(name: &str, schema: Schema) {
-    let binary = build_example(name).await;
-    let mut child = Command::new(&binary)
-        .env("PORT", "0")
-        .env("CLICKHOUSE_URL", common::url())
-        .env("IDP_ANALYTICS_DATABASE", schema.database())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .expect("the example did not start listening within 30 s")
-        .unwrap()
-        .unwrap_or_default();
-    let base = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .to_owned();
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let send = |method: Method, path: &str, account: Option<u64>| {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{base}{path}"));
-        if let Some(account) = account {
-            request = request.header("authorization", format!("Bearer demo-{account}"));
-        }
-        let response = client.request(request.body(Empty::new()).unwrap());
-        async move { response.await.unwrap().status() }
-    };
+    let url = common::url();
+    let app = common::app::App::start(
+        name,
+        &[
+            ("CLICKHOUSE_URL", url.as_str()),
+            ("IDP_ANALYTICS_DATABASE", schema.database()),
+        ],
+    )
+    .await;
     for account in [1, 2, 3] {
         let projects = format!("/projects/{}", account * 10);
-        assert_eq!(send(Method::GET, &projects, Some(account)).await, 200);
-        assert_eq!(send(Method::GET, "/search?q=x", Some(account)).await, 200);
-        let invoice = send(Method::GET, "/billing/invoices/1", Some(account)).await;
+        assert_eq!(app.send(Method::GET, &projects, Some(account)).await, 200);
+        assert_eq!(
+            app.send(Method::GET, "/search?q=x", Some(account)).await,
+            200
+        );
+        let invoice = app
+            .send(Method::GET, "/billing/invoices/1", Some(account))
+            .await;
         assert_eq!(invoice, 200);
     }
-    assert_eq!(send(Method::POST, "/login?account=9", None).await, 200);
+    assert_eq!(app.send(Method::POST, "/login?account=9", None).await, 200);
     // Not events: no account, a skipped route, no route.
-    assert_eq!(send(Method::GET, "/projects/1", None).await, 401);
-    assert_eq!(send(Method::GET, "/health", Some(1)).await, 200);
-    assert_eq!(send(Method::GET, "/wp-login.php", Some(1)).await, 404);
-    drop(client);
+    assert_eq!(app.send(Method::GET, "/projects/1", None).await, 401);
+    assert_eq!(app.send(Method::GET, "/health", Some(1)).await, 200);
+    assert_eq!(app.send(Method::GET, "/wp-login.php", Some(1)).await, 404);
 
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the example did not stop within 30 s of SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{name} exited with {exit}");
-    let mut rest = Vec::new();
-    while let Some(line) = stdout.next_line().await.unwrap() {
-        rest.push(line);
-    }
+    let rest = app.stop().await;
     assert!(
-        rest.iter().any(|l| l.ends_with(", 0 left unwritten")),
+        rest.iter().any(|l| l.contains(", 0 left unwritten")),
         "{rest:?}"
     );
 

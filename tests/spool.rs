@@ -129,7 +129,7 @@ async fn spool_slow_answers_past_the_receive_timeout() {
     wait(&analytics, "the table", |s| s.written == 1).await;
 
     // ClickHouse stores each insert, but its answer comes after the writer gave up.
-    proxy.set(Mode::Delay(Duration::from_millis(1500)));
+    proxy.set(Mode::DelayInserts(Duration::from_millis(1500)));
     for event in events(150, "b") {
         analytics.try_record(event).unwrap();
     }
@@ -523,4 +523,64 @@ async fn spool_sustained_load_through_an_outage_keeps_memory_bounded() {
         "{stats:?}"
     );
     assert_exact(&schema, accepted).await;
+}
+
+#[tokio::test]
+async fn spool_axum_example_survives_sigkill_and_outages() {
+    use common::app::App;
+    use http::Method;
+
+    let schema = prepare_database!().await;
+    let dir = common::temp_dir("spool-example");
+    let proxy = Proxy::start(&common::url()).await;
+    let proxy_url = proxy.url();
+    let env = [
+        ("CLICKHOUSE_URL", proxy_url.as_str()),
+        ("IDP_ANALYTICS_DATABASE", schema.database()),
+        ("IDP_ANALYTICS_SPOOL_DIR", dir.to_str().unwrap()),
+    ];
+    async fn requests(app: &App, round: u64) {
+        for i in 0..30 {
+            let path = format!("/projects/{}", round * 100 + i);
+            assert_eq!(app.send(Method::GET, &path, Some(1 + i % 3)).await, 200);
+        }
+    }
+
+    // 1. ClickHouse unreachable from the start; the app serves; then it is killed.
+    proxy.set(Mode::Down);
+    let app = App::start("axum", &env).await;
+    requests(&app, 1).await;
+    // A process crash loses at most what came in the last fsync interval (500 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.kill().await;
+    assert!(!common::segments(&dir).is_empty());
+    assert_eq!(
+        common::try_raw_count(&schema).await,
+        None,
+        "nothing reached ClickHouse yet"
+    );
+
+    // 2. ClickHouse stores inserts but answers late: killed while an insert is in flight.
+    proxy.set(Mode::DelayInserts(Duration::from_secs(30)));
+    let app = App::start("axum", &env).await;
+    requests(&app, 2).await;
+    let stored = common::eventually(Duration::from_secs(20), || async {
+        common::try_raw_count(&schema).await.is_some_and(|n| n > 0)
+    })
+    .await;
+    assert!(stored, "an insert reached ClickHouse");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.kill().await;
+
+    // 3. ClickHouse reachable: the replay and new events go in, and SIGTERM flushes.
+    proxy.set(Mode::Forward);
+    let app = App::start("axum", &env).await;
+    requests(&app, 3).await;
+    let rest = app.stop().await;
+    assert!(
+        rest.iter().any(|l| l.contains("0 spool segments left")),
+        "{rest:?}"
+    );
+    assert!(common::segments(&dir).is_empty());
+    assert_exact(&schema, 90).await;
 }

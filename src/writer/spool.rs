@@ -41,15 +41,17 @@ const MAX_PAYLOAD: usize = 40 + 3 * (2 + u16::MAX as usize);
 const LOCK_FILE: &str = "spool.lock";
 const SUFFIX: &str = ".seg";
 
-/// When the spool forces written records to disk.
+/// When the spool writes taken events to its file and forces them to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fsync {
-    /// Every so often (default: every 500 ms). A crash (of the machine, not only the process)
-    /// can lose what was accepted in the last two intervals.
+    /// Every so often (default: every 500 ms): events taken are appended to the spool file
+    /// within one interval and synced at the next. A crash of the process can lose the
+    /// events taken in the last interval; a crash of the machine, the last two.
     Interval(Duration),
-    /// Whenever a segment is sealed (once per batch). A crash can lose up to one batch's
-    /// worth of events (a flush interval).
+    /// Once per batch: events are appended and synced when their batch is sealed (see
+    /// [`with_flush_interval`](super::Builder::with_flush_interval)). A crash can lose up
+    /// to one batch; the disk sees one sync a batch instead of two a second.
     EveryBatch,
 }
 

@@ -440,7 +440,14 @@ impl<'a> SpoolCollector<'a> {
             if (closing && drained || aborted) && self.active.is_none() {
                 return;
             }
-            let mut wake_at = Instant::now() + config.flush_interval;
+            // Drain at least once per fsync interval: a process that dies loses no event
+            // taken longer ago than that.
+            let drain_every = self
+                .fsync_interval()
+                .map_or(config.flush_interval, |every| {
+                    every.min(config.flush_interval)
+                });
+            let mut wake_at = Instant::now() + drain_every;
             if let Some(active) = &self.active {
                 wake_at = wake_at.min(active.opened + config.flush_interval);
                 if active.dirty {

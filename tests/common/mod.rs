@@ -94,6 +94,15 @@ pub async fn raw_count(schema: &Schema) -> u64 {
         .unwrap()
 }
 
+/// Rows of the table without `FINAL`, or `None` while the table does not exist.
+pub async fn try_raw_count(schema: &Schema) -> Option<u64> {
+    client()
+        .query(&format!("SELECT count() FROM {}", schema.qualified_table()))
+        .fetch_one::<u64>()
+        .await
+        .ok()
+}
+
 /// Waits until `check` holds, polling every 50 ms, for at most `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
@@ -111,6 +120,7 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+pub mod app;
 pub mod proxy;
 
 /// A new, empty directory under the system's temporary directory.

@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -25,8 +28,9 @@ pub enum Mode {
     Reset,
     /// Accept and read, never answer.
     BlackHole,
-    /// Forward, but hold the server's answer back this long.
-    Delay(Duration),
+    /// Forward, but hold back the server's answer to each insert this long (other queries,
+    /// such as the schema checks, are answered at once).
+    DelayInserts(Duration),
     /// Answer each request with HTTP 500 this many times, then forward.
     Http500(u32),
     /// Forward the request's head and this many bytes of its body (chunk framing
@@ -170,7 +174,7 @@ async fn handle(
                 let _ = client.write_all(answer.as_bytes()).await;
                 let _ = client.shutdown().await;
             }
-            Mode::Delay(d) => {
+            Mode::DelayInserts(d) => {
                 forward(client, upstream, Some(d), None).await;
             }
             Mode::CutBody(n) => {
@@ -201,6 +205,8 @@ async fn forward(
     let _ = server.set_nodelay(true);
     let _ = client.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
+    let inserts = AtomicUsize::new(0);
+    let inserts = &inserts;
     let (mut sr, mut sw) = server.into_split();
     let up = async {
         let mut buf = vec![0u8; 64 * 1024];
@@ -213,6 +219,13 @@ async fn forward(
                 Ok(n) => n,
             };
             let mut chunk = &buf[..n];
+            if delay.is_some()
+                && chunk
+                    .windows(12)
+                    .any(|w| w.eq_ignore_ascii_case(b"query=INSERT"))
+            {
+                inserts.fetch_add(1, Ordering::SeqCst);
+            }
             if let Some(limit) = cut_after {
                 let body_start = match body_sent {
                     Some(_) => Some(0),
@@ -245,17 +258,16 @@ async fn forward(
     };
     let down = async {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut first = true;
         loop {
             let n = match sr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if first {
-                first = false;
-                if let Some(d) = delay {
-                    tokio::time::sleep(d).await;
-                }
+            if let Some(d) = delay
+                && inserts.load(Ordering::SeqCst) > 0
+            {
+                inserts.fetch_sub(1, Ordering::SeqCst);
+                tokio::time::sleep(d).await;
             }
             if cw.write_all(&buf[..n]).await.is_err() {
                 break;
