@@ -4,6 +4,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Instant,
 };
@@ -19,9 +20,15 @@ use crate::{
 };
 
 /// One request on its way to becoming an event: what the layer learnt from the request.
-pub(crate) struct Recording {
+/// Where finished recordings go: shared by every request, one `Arc` to clone.
+#[derive(Debug)]
+pub(crate) struct Target {
     pub(crate) analytics: Analytics,
     pub(crate) source: Source,
+}
+
+pub(crate) struct Recording {
+    pub(crate) target: Arc<Target>,
     pub(crate) started: Instant,
     pub(crate) method: Method,
     /// The request's account, or the anonymous id; a response's [`AccountId`] overrides it.
@@ -36,22 +43,23 @@ impl Recording {
         let Some(account) = response_account.map(|id| id.0).or(self.account) else {
             return;
         };
+        let Target { analytics, source } = &*self.target;
         let latency = self.started.elapsed();
         let event = match Event::new(account, self.name.as_str()) {
             Ok(event) => event,
             Err(_) => {
                 // A route template too long or with control characters for an event type.
-                self.analytics.count_invalid();
+                analytics.count_invalid();
                 return;
             }
         };
         let event = event
-            .with_source(self.source)
+            .with_source(source.clone())
             .with_method(self.method)
             .with_status(status)
             .with_latency(latency);
         // Rejected events are counted in the writer's stats; the request is not concerned.
-        let _ = self.analytics.try_record(event);
+        let _ = analytics.try_record(event);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::{
     error::{Error, Result},
     event::{Source, validate_event_type},
     route::{NameEvent, RouteName, SkipRequest},
+    future::Target,
     service::{AnalyticsService, Config},
     writer::Analytics,
 };
@@ -231,8 +232,10 @@ impl AnalyticsLayerBuilder {
 
     fn config(self) -> Config {
         Config {
-            analytics: self.analytics,
-            source: self.source,
+            target: Arc::new(Target {
+                analytics: self.analytics,
+                source: self.source,
+            }),
             extractor: self.extractor,
             anonymous: self.anonymous,
             namer: self.namer,

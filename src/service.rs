@@ -13,16 +13,13 @@ use tower::Service;
 
 use crate::{
     account::ExtractAccount,
-    event::Source,
-    future::{Recording, ResponseFuture},
+    future::{Recording, ResponseFuture, Target},
     route::{EventName, NameEvent, RouteName, SkipRequest},
-    writer::Analytics,
 };
 
 /// The layer's configuration, shared by every clone of the layer and of its services.
 pub(crate) struct Config {
-    pub(crate) analytics: Analytics,
-    pub(crate) source: Source,
+    pub(crate) target: Arc<Target>,
     pub(crate) extractor: Box<dyn ExtractAccount>,
     pub(crate) anonymous: Option<u64>,
     pub(crate) namer: Option<Box<dyn NameEvent>>,
@@ -50,8 +47,7 @@ impl Config {
         }
         let account = self.extractor.extract_account(request).or(self.anonymous);
         Some(Recording {
-            analytics: self.analytics.clone(),
-            source: self.source.clone(),
+            target: Arc::clone(&self.target),
             started: Instant::now(),
             method: request.method.clone(),
             account,
@@ -63,7 +59,8 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("analytics", &self.analytics)
+            .field("analytics", &self.target.analytics)
+            .field("source", &self.target.source)
             .field("anonymous", &self.anonymous)
             .field("custom_names", &self.namer.is_some())
             .field("unmatched", &self.unmatched)

@@ -6,7 +6,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -100,12 +100,27 @@ pub struct ShutdownReport {
     pub unwritten: Vec<Event>,
 }
 
+/// A value on a cache line of its own, so that writes to its neighbours do not slow it.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// State shared by the handles and the worker.
 pub(crate) struct Shared {
     pub(crate) config: Arc<Builder>,
     pub(crate) queue: ArrayQueue<Queued>,
-    /// Slots taken in the queue, reserved before a push so a group goes in whole or not at all.
-    reserved: AtomicUsize,
+    /// Slots taken in the queue, reserved before a push so a group goes in whole or not at
+    /// all. On a cache line of its own: producers and the worker both write it.
+    reserved: Padded<AtomicUsize>,
+    /// Slots the worker has released: with `reserved`, the count of events ever taken,
+    /// without a counter of their own on the request path.
+    released: AtomicU64,
     /// The worker is woken when a push brings `reserved` to this many.
     wake_at: usize,
     /// Wakes the worker's collecting loop: a burst, closing, room in the spool.
@@ -150,6 +165,13 @@ impl Shared {
         }
     }
 
+    /// Enqueued events so far: released by the worker, plus those in the queue.
+    pub(crate) fn enqueued(&self) -> u64 {
+        // `released` first: a slot moves from `reserved` to `released`, never back.
+        let released = self.released.load(Ordering::Acquire);
+        released + self.reserved.load(Ordering::Acquire) as u64
+    }
+
     fn push_reserved(&self, item: Queued) {
         // A reserved slot is always free: the worker releases a reservation only after it
         // popped the item.
@@ -158,14 +180,22 @@ impl Shared {
         }
     }
 
+    /// Takes the oldest event. Its slot stays reserved until [`release`](Self::release),
+    /// so that the worker touches the shared counter once per batch, not once per event.
     pub(crate) fn pop(&self) -> Option<Queued> {
-        let item = self.queue.pop()?;
-        self.reserved.fetch_sub(1, Ordering::AcqRel);
-        Some(item)
+        self.queue.pop()
+    }
+
+    /// Frees `n` slots of events taken with [`pop`](Self::pop).
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            self.released.fetch_add(n as u64, Ordering::AcqRel);
+            self.reserved.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let mut stats = self.counters.snapshot();
+        let mut stats = self.counters.snapshot(self.enqueued());
         if let Some(spool) = &self.spool {
             stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
             stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
@@ -227,7 +257,8 @@ pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Wo
     let shared = Arc::new(Shared {
         wake_at: config.max_rows.min(capacity.div_ceil(2)).max(1),
         queue: ArrayQueue::new(capacity),
-        reserved: AtomicUsize::new(0),
+        reserved: Padded(AtomicUsize::new(0)),
+        released: AtomicU64::new(0),
         wake: Notify::new(),
         closing: AtomicBool::new(false),
         abort: AtomicBool::new(false),
@@ -265,7 +296,6 @@ impl Analytics {
         match shared.reserve(1) {
             Ok(len) => {
                 shared.push_reserved(Queued { event, ack: None });
-                shared.counters.enqueued.fetch_add(1, Ordering::Relaxed);
                 if len == shared.wake_at {
                     // Once per burst, not once per event.
                     shared.wake.notify_one();
@@ -336,10 +366,6 @@ impl Analytics {
                 ack: ack.clone(),
             });
         }
-        shared
-            .counters
-            .enqueued
-            .fetch_add(n as u64, Ordering::Relaxed);
         if len >= shared.wake_at && len - n < shared.wake_at || ack.is_some() {
             shared.wake.notify_one();
         }
@@ -391,6 +417,7 @@ impl Analytics {
             std::mem::take(&mut *shared.leftovers.lock().unwrap_or_else(|e| e.into_inner()));
         // If the worker never ran, the queue still holds the events.
         while let Some(item) = shared.pop() {
+            shared.release(1);
             if let Some(ack) = &item.ack {
                 ack.settle(Err(&WriteFailed::ShutDown));
             }

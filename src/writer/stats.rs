@@ -48,7 +48,6 @@ pub struct Stats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) enqueued: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_closed: AtomicU64,
@@ -64,9 +63,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self) -> Stats {
+    pub(crate) fn snapshot(&self, enqueued: u64) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let enqueued = get(&self.enqueued);
         let written = get(&self.written);
         let dead_lettered = get(&self.dead_lettered);
         let unwritten = get(&self.unwritten_at_shutdown);

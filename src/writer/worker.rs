@@ -88,6 +88,16 @@ impl Worker {
         tracing::debug!(%table, "analytics writer stopped");
     }
 
+    /// Takes batches from the queue as [`run`](Self::run) does, and drops them: nothing is
+    /// written. For measuring what the request path costs with the queue drained as usual,
+    /// without ClickHouse's work on the same machine.
+    #[doc(hidden)]
+    pub async fn run_discarding(mut self) {
+        while let Some(batch) = self.collect().await {
+            drop(batch);
+        }
+    }
+
     /// Without a spool: batches go from the queue straight to ClickHouse.
     async fn run_direct(&mut self) {
         while let Some(batch) = self.collect().await {
@@ -135,11 +145,13 @@ impl Worker {
         let mut batch: Vec<Queued> = Vec::new();
         let mut bytes = 0;
         loop {
+            let before = batch.len();
             while batch.len() < config.max_rows && bytes < config.max_bytes {
                 let Some(item) = self.shared.pop() else { break };
                 bytes += item.event.encoded_len();
                 batch.push(item);
             }
+            self.shared.release(batch.len() - before);
             if batch.len() >= config.max_rows || bytes >= config.max_bytes {
                 return Some(batch);
             }
@@ -465,6 +477,7 @@ impl<'a> SpoolCollector<'a> {
     /// Moves events from the queue into the current segment, sealing full ones.
     async fn drain(&mut self) {
         let config = &self.shared.config;
+        let mut taken = 0;
         loop {
             let full = self
                 .spool
@@ -479,6 +492,7 @@ impl<'a> SpoolCollector<'a> {
                 break;
             }
             let Some(item) = self.shared.pop() else { break };
+            taken += 1;
             if self.active.is_none() {
                 self.flush_buf();
                 self.active = Some(self.open());
@@ -492,6 +506,7 @@ impl<'a> SpoolCollector<'a> {
                 self.seal().await;
             }
         }
+        self.shared.release(taken);
         self.flush_buf();
     }
 
