@@ -5,6 +5,8 @@
 //! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
 //!   queue, retries that never duplicate, and a flush on shutdown.
 //! - [`Event`]: one usage event of one account, validated when it is made.
+//! - [`reporter`]: `POST /event` and `POST /events` for services that report usage over REST,
+//!   each with its own bearer token; an axum router or a tower service.
 //! - [`schema`]: the events table, its DDL and the server version checks.
 //!
 //! # Quick start
@@ -29,9 +31,11 @@
 
 pub mod error;
 pub mod event;
+pub mod reporter;
 pub mod schema;
 pub mod writer;
 
 pub use error::{Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
+pub use reporter::{Reporter, ReporterBuilder, ReporterService, Reporters};
 pub use writer::{Analytics, Stats};
