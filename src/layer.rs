@@ -8,8 +8,8 @@ use crate::{
     account::{ExtractAccount, FromAccountId},
     error::{Error, Result},
     event::{Source, validate_event_type},
-    route::{NameEvent, RouteName, SkipRequest},
     future::Target,
+    route::{NameEvent, RouteName, SkipRequest},
     service::{AnalyticsService, Config},
     writer::Analytics,
 };

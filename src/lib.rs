@@ -8,6 +8,8 @@
 //! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
 //!   queue, retries that never duplicate, and a flush on shutdown.
 //! - [`Event`]: one usage event of one account, validated when it is made.
+//! - [`reporter`]: `POST /event` and `POST /events` for services that report usage over REST,
+//!   each with its own bearer token; an axum router or a tower service.
 //! - [`schema`]: the events table, its DDL and the server version checks.
 //!
 //! # Quick start
@@ -74,6 +76,7 @@ pub mod error;
 pub mod event;
 mod future;
 mod layer;
+pub mod reporter;
 pub mod route;
 pub mod schema;
 mod service;
@@ -84,6 +87,7 @@ pub use error::{Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
 pub use future::ResponseFuture;
 pub use layer::{AnalyticsLayer, AnalyticsLayerBuilder};
+pub use reporter::{Reporter, ReporterBuilder, ReporterService, Reporters};
 pub use route::{NameEvent, RouteName, SkipRequest};
 pub use service::AnalyticsService;
 pub use writer::{Analytics, Stats};
