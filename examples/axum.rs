@@ -6,6 +6,8 @@
 //! curl -H 'Authorization: Bearer demo-42' 'http://127.0.0.1:3000/search?q=invoices'
 //! curl -H 'Authorization: Bearer demo-42' http://127.0.0.1:3000/billing/invoices/3
 //! curl -X POST 'http://127.0.0.1:3000/login?account=7'
+//! curl http://127.0.0.1:3000/event -H 'content-type: application/json' \
+//!     -H 'authorization: Bearer <reporter token>' --data '{"accountId": 1, "event": "search"}'
 //! ```
 //!
 //! `Authorization: Bearer demo-<account id>` is the toy login: any such token authenticates
@@ -13,8 +15,13 @@
 //! after its route (`/projects/{id}`); `/health` is left out. SIGTERM or Ctrl-C stops the
 //! server, and the events still queued are written before the process exits.
 //!
+//! Other services report events at `POST /event` and `POST /events`, with a reporter's
+//! bearer token from `IDP_ANALYTICS_REPORTERS` (`name:token,...`); when it is unset, a
+//! `demo` reporter with a fresh token is made and its token printed (on standard error).
+//!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
 //! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only).
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
@@ -32,7 +39,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use idp_analytics::{AccountId, Analytics, AnalyticsLayer, schema::Schema};
+use idp_analytics::{
+    AccountId, Analytics, AnalyticsLayer, Reporters, reporter::REPORTERS_ENV, schema::Schema,
+};
 use tower::ServiceBuilder;
 
 #[tokio::main]
@@ -48,7 +57,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let analytics = builder.build()?;
 
-    let app = app(analytics.clone())?;
+    let app = app(analytics.clone(), reporters()?)?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -67,8 +76,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The application's routes, with authentication and analytics.
-fn app(analytics: Analytics) -> idp_analytics::Result<Router> {
+/// The reporters allowed to `POST /event`: from `IDP_ANALYTICS_REPORTERS`, or a `demo`
+/// reporter with a fresh token.
+fn reporters() -> idp_analytics::Result<Reporters> {
+    if std::env::var_os(REPORTERS_ENV).is_some() {
+        return Reporters::from_env();
+    }
+    let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    eprintln!("{REPORTERS_ENV} is not set; the demo reporter's token is: {token}");
+    Reporters::new().with("demo", &token)
+}
+
+/// The application's routes, with authentication and analytics, and the `/event` endpoint.
+fn app(analytics: Analytics, reporters: Reporters) -> idp_analytics::Result<Router> {
+    let events = analytics.reporter_router(reporters);
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
@@ -88,7 +109,9 @@ fn app(analytics: Analytics) -> idp_analytics::Result<Router> {
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
                 .layer(analytics),
-        ))
+        )
+        // Merged after the layers: reports are recorded by the endpoint itself.
+        .merge(events))
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.

@@ -7,22 +7,31 @@
 //! curl -H 'Authorization: Bearer demo-42' 'http://127.0.0.1:3000/search?q=invoices'
 //! curl -H 'Authorization: Bearer demo-42' http://127.0.0.1:3000/billing/invoices/3
 //! curl -X POST 'http://127.0.0.1:3000/login?account=7'
+//! curl http://127.0.0.1:3000/event -H 'content-type: application/json' \
+//!     -H 'authorization: Bearer <reporter token>' --data '{"accountId": 1, "event": "search"}'
 //! ```
 //!
 //! `Authorization: Bearer demo-<account id>` is the toy login. SIGTERM or Ctrl-C stops the
-//! server: open connections finish, then the events still queued are written.
+//! server: open connections finish, then the events still queued are written. `/event` and
+//! `/events` are the reporter endpoint, served as a plain tower `Service`, with reporters
+//! from `IDP_ANALYTICS_REPORTERS` (`name:token,...`; when unset, a `demo` reporter with a
+//! fresh token, printed on standard error).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`).
+//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `IDP_ANALYTICS_REPORTERS`.
 
 use std::{convert::Infallible, error::Error, pin::pin, sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
-use idp_analytics::{AccountId, Analytics, AnalyticsLayer, RouteName, schema::Schema};
-use tower::ServiceBuilder;
+use idp_analytics::{
+    AccountId, Analytics, AnalyticsLayer, Reporter, Reporters, RouteName, reporter::REPORTERS_ENV,
+    schema::Schema,
+};
+use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -36,7 +45,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let router = Arc::new(Router::new()?);
     // Listed in the order they run: route, authenticate, record, handle.
-    let service = ServiceBuilder::new()
+    let app = ServiceBuilder::new()
         .map_request(move |request| router.route(request))
         .map_request(authenticate)
         .layer(
@@ -45,6 +54,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .build()?,
         )
         .service_fn(handle);
+    // `/event` and `/events` go to the reporter endpoint, everything else to the app.
+    let reporter = Reporter::new(analytics.clone(), reporters()?).service();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let report = matches!(request.uri().path(), "/event" | "/events");
+        let (reporter, app) = (reporter.clone(), app.clone());
+        async move {
+            Ok::<_, Infallible>(if report {
+                reporter.oneshot(request).await?.map(Either::Left)
+            } else {
+                app.oneshot(request).await?.map(Either::Right)
+            })
+        }
+    });
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -89,6 +111,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
         report.unwritten.len()
     );
     Ok(())
+}
+
+/// The reporters allowed to `POST /event`: from `IDP_ANALYTICS_REPORTERS`, or a `demo`
+/// reporter with a fresh token.
+fn reporters() -> idp_analytics::Result<Reporters> {
+    if std::env::var_os(REPORTERS_ENV).is_some() {
+        return Reporters::from_env();
+    }
+    let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    eprintln!("{REPORTERS_ENV} is not set; the demo reporter's token is: {token}");
+    Reporters::new().with("demo", &token)
 }
 
 /// What a route does.

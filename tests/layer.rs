@@ -215,6 +215,7 @@ async fn run_example(name: &str, schema: Schema) {
         &[
             ("CLICKHOUSE_URL", url.as_str()),
             ("IDP_ANALYTICS_DATABASE", schema.database()),
+            ("IDP_ANALYTICS_REPORTERS", "billing:billing-token"),
         ],
     )
     .await;
@@ -231,6 +232,10 @@ async fn run_example(name: &str, schema: Schema) {
         assert_eq!(invoice, 200);
     }
     assert_eq!(app.send(Method::POST, "/login?account=9", None).await, 200);
+    // Another service reports an event; a wrong token is refused.
+    let report = r#"{"accountId": 5, "event": "invoice.paid"}"#;
+    assert_eq!(app.report("/event", "billing-token", report).await, 200);
+    assert_eq!(app.report("/event", "wrong-token", report).await, 401);
     // Not events: no account, a skipped route, no route.
     assert_eq!(app.send(Method::GET, "/projects/1", None).await, 401);
     assert_eq!(app.send(Method::GET, "/health", Some(1)).await, 200);
@@ -249,7 +254,9 @@ async fn run_example(name: &str, schema: Schema) {
         }
     }
     expected.insert(row(9, "/login", "POST", 200), 1);
-    assert_eq!(rows(&schema).await, (expected, 10));
+    // Reported events have no method or status.
+    expected.insert(row(5, "invoice.paid", "", 0), 1);
+    assert_eq!(rows(&schema).await, (expected, 11));
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -35,7 +35,7 @@ pub struct App {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
     base: String,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl App {
@@ -80,8 +80,18 @@ impl App {
         if let Some(account) = account {
             request = request.header("authorization", format!("Bearer demo-{account}"));
         }
-        let response = self.client.request(request.body(Empty::new()).unwrap());
+        let response = self.client.request(request.body(Full::default()).unwrap());
         response.await.unwrap().status()
+    }
+
+    /// Posts a JSON body to the reporter endpoint at `path` with a reporter's bearer token.
+    pub async fn report(&self, path: &str, token: &str, json: &str) -> StatusCode {
+        let request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::from(json.to_owned())))
+            .unwrap();
+        self.client.request(request).await.unwrap().status()
     }
 
     fn signal(&self, signal: &str) {
