@@ -5,6 +5,9 @@ use std::fmt;
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error from code the application supplies (a notifier, a list of known accounts).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,6 +49,10 @@ pub enum Error {
     /// The writer did not take the event.
     #[error(transparent)]
     Rejected(#[from] Rejected),
+
+    /// The application's list of known accounts could not be read.
+    #[error("known accounts could not be listed: {0}")]
+    KnownAccounts(#[source] BoxError),
 }
 
 /// Why an event was rejected. Each variant names the field at fault.

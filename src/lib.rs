@@ -30,8 +30,13 @@
 pub mod error;
 pub mod event;
 pub mod schema;
+pub mod usage;
 pub mod writer;
 
-pub use error::{Error, InvalidEvent, Rejected, Result};
+pub use error::{BoxError, Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
+pub use usage::{
+    AccountActivity, AccountDays, AccountUsage, ActiveAccounts, Day, DayCount, Days,
+    EventTypeCount, InactiveAccount, KnownAccount, KnownAccounts, Period, ReadFrom, Usage,
+};
 pub use writer::{Analytics, Stats};
