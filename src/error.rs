@@ -50,6 +50,19 @@ pub enum Error {
     #[error(transparent)]
     Rejected(#[from] Rejected),
 
+    /// A webhook did not accept a notification, after every attempt it was given.
+    #[error(
+        "webhook at {host} did not accept the notification after {attempts} attempt(s): {last}"
+    )]
+    Webhook {
+        /// The webhook's host and port (the rest of its URL may hold a secret).
+        host: String,
+        /// How many requests were made.
+        attempts: u32,
+        /// What went wrong with the last one.
+        last: String,
+    },
+
     /// The application's list of known accounts could not be read.
     #[error("known accounts could not be listed: {0}")]
     KnownAccounts(#[source] BoxError),

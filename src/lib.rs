@@ -27,12 +27,17 @@
 //! }
 //! ```
 
+pub mod canary;
 pub mod error;
 pub mod event;
 pub mod schema;
 pub mod usage;
 pub mod writer;
 
+pub use canary::{
+    CheckReport, InactivityWatch, Notification, NotificationKind, Notifier, WatchHandle,
+    WebhookNotifier,
+};
 pub use error::{BoxError, Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
 pub use usage::{

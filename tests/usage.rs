@@ -13,29 +13,8 @@ use idp_analytics::{
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// Writes `events` through the writer and waits until ClickHouse has them.
-async fn write(schema: &Schema, events: Vec<Event>) {
-    let analytics = Analytics::builder(common::url())
-        .with_schema(schema.clone())
-        .with_queue_capacity(events.len().max(1))
-        .build()
-        .unwrap();
-    let n = events.len() as u64;
-    analytics.try_record_all(events).unwrap();
-    let report = analytics.shutdown(Duration::from_secs(120)).await;
-    assert!(report.unwritten.is_empty(), "{report:?}");
-    assert_eq!(report.written, n);
-}
-
 fn at(day: Day, secs: u64) -> SystemTime {
     day.start() + Duration::from_secs(secs)
-}
-
-fn event(account: u64, event_type: &str, time: SystemTime) -> Event {
-    Event::new(account, event_type)
-        .unwrap()
-        .with_time(time)
-        .unwrap()
 }
 
 /// A reader of the rollup and a reader of the raw table. The rollup must be ready, or the
@@ -50,7 +29,8 @@ async fn both(schema: &Schema) -> [Usage; 2] {
 async fn usage_one_account_numbers_are_exact() {
     let schema = prepare_database!().await;
     let d0 = Day::today().sub_days(5);
-    let e = |secs_into: u64, day: u32, t: &str| event(7, t, at(d0.add_days(day), secs_into));
+    let e =
+        |secs_into: u64, day: u32, t: &str| common::event_at(7, t, at(d0.add_days(day), secs_into));
     let first = e(0, 0, "search"); // midnight exactly
     let repeated = e(3_600, 0, "search");
     let events = vec![
@@ -60,12 +40,12 @@ async fn usage_one_account_numbers_are_exact() {
         e(86_399, 2, "search"), // the last second of day 2
         e(43_200, 4, "/projects/{id}"),
         // Another account, and an event of account 7 outside the range asked about.
-        event(8, "search", at(d0.add_days(1), 100)),
-        event(7, "search", at(d0.sub_days(1), 100)),
+        common::event_at(8, "search", at(d0.add_days(1), 100)),
+        common::event_at(7, "search", at(d0.sub_days(1), 100)),
     ];
-    write(&schema, events).await;
+    common::write(&schema, events).await;
     // The same event written again, as a retried insert would: a second row, one event.
-    write(&schema, vec![repeated.clone()]).await;
+    common::write(&schema, vec![repeated.clone()]).await;
     assert_eq!(common::raw_count(&schema).await, 8);
 
     let days = Days::new(d0, d0.add_days(4)).unwrap();
@@ -111,14 +91,14 @@ async fn usage_one_account_numbers_are_exact() {
 async fn usage_inactive_accounts_by_threshold_and_known_accounts() {
     let schema = prepare_database!().await;
     let now = SystemTime::now();
-    write(
+    common::write(
         &schema,
         vec![
-            event(1, "search", now - 20 * DAY),
-            event(1, "search", now - 8 * DAY), // silent for 8 days
-            event(2, "search", now - 6 * DAY), // silent for 6 days
-            event(3, "search", now - 60 * DAY),
-            event(3, "search", now - DAY),
+            common::event_at(1, "search", now - 20 * DAY),
+            common::event_at(1, "search", now - 8 * DAY), // silent for 8 days
+            common::event_at(2, "search", now - 6 * DAY), // silent for 6 days
+            common::event_at(3, "search", now - 60 * DAY),
+            common::event_at(3, "search", now - DAY),
         ],
     )
     .await;
@@ -213,19 +193,19 @@ async fn usage_rollup_equals_raw_table_on_random_events() {
         } else {
             UNIX_EPOCH + Duration::from_secs(u64::from(rng.u32(oldest..now)))
         };
-        let e = event(account, &types[rng.usize(0..types.len())], time);
+        let e = common::event_at(account, &types[rng.usize(0..types.len())], time);
         truth.add(&e);
         events.push(e);
     }
     // Rows stored twice must not count twice: keep them unmerged, then write 5 000 again.
     let again: Vec<Event> = (0..5_000).map(|i| events[i * 20].clone()).collect();
-    write(&schema, events).await;
+    common::write(&schema, events).await;
     common::client()
         .query(&format!("SYSTEM STOP MERGES {}", schema.qualified_table()))
         .execute()
         .await
         .unwrap();
-    write(&schema, again).await;
+    common::write(&schema, again).await;
     assert_eq!(common::raw_count(&schema).await, 105_000);
     assert_eq!(common::counts(&schema).await.1, 100_000);
 
@@ -396,7 +376,7 @@ async fn usage_backfills_a_table_that_already_had_rows() {
     let today = Day::today();
     let old: Vec<Event> = [(1, 0), (1, 40), (2, 70), (2, 70)]
         .iter()
-        .map(|(a, ago)| event(*a, "search", at(today.sub_days(*ago), 60)))
+        .map(|(a, ago)| common::event_at(*a, "search", at(today.sub_days(*ago), 60)))
         .collect();
     let analytics = Analytics::builder(common::url())
         .with_schema(schema.clone())
@@ -416,7 +396,7 @@ async fn usage_backfills_a_table_that_already_had_rows() {
     assert_eq!(rollup.account(2, days).await.unwrap().total_events, 2);
 
     // An event while the backfill is pending reaches the rollup through the view.
-    write(&schema, vec![event(1, "export", at(today, 30))]).await;
+    common::write(&schema, vec![common::event_at(1, "export", at(today, 30))]).await;
     let months = schema.backfill_rollup(&client).await.unwrap();
     // This month and the months 40 and 70 days ago (two of them may be one month).
     assert!((2..=3).contains(&months), "{months}");
