@@ -27,6 +27,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "axum")]
+pub mod admin;
 pub mod canary;
 pub mod error;
 pub mod event;
@@ -34,6 +36,8 @@ pub mod schema;
 pub mod usage;
 pub mod writer;
 
+#[cfg(feature = "axum")]
+pub use admin::Admin;
 pub use canary::{
     CheckReport, InactivityWatch, Notification, NotificationKind, Notifier, WatchHandle,
     WebhookNotifier,
