@@ -797,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn the_page_escapes_and_shows_everything() {
+    fn admin_the_page_escapes_and_shows_everything() {
         let html = render(&sample());
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("<code>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</code>"));
@@ -819,13 +819,13 @@ mod tests {
     }
 
     #[test]
-    fn escape_covers_markup_and_quotes() {
+    fn admin_escape_covers_markup_and_quotes() {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
         assert_eq!(escape("/projects/{id}"), "/projects/{id}");
     }
 
     #[test]
-    fn chart_scale_is_round() {
+    fn admin_chart_scale_is_round() {
         assert_eq!(nice_max(0), 2);
         assert_eq!(nice_max(3), 4);
         assert_eq!(nice_max(9), 20);
@@ -835,7 +835,7 @@ mod tests {
     }
 
     #[test]
-    fn bearer_compares_the_whole_header() {
+    fn admin_bearer_compares_the_whole_header() {
         let guard = bearer("admin-demo");
         let parts = |value: Option<&str>| {
             let mut request = http::Request::builder();
@@ -852,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn parameters_are_checked() {
+    fn admin_parameters_are_checked() {
         let p = Params::new(Some(
             "days=8&limit=0&from=2024-05-01&to=2024-04-01&x".into(),
         ));

@@ -63,6 +63,10 @@
 //! notified again.
 //!
 //! The first check of a new watch notifies every account that is quiet at that moment.
+//!
+//! Each check reads every account's last event from the rollup (its small `last_seen`
+//! column, not the event ids) and the watch's own rows, and writes a few rows per
+//! notification.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -232,7 +236,8 @@ fn days_text(d: Duration) -> String {
 pub type NotifyFuture = Pin<Box<dyn Future<Output = std::result::Result<(), BoxError>> + Send>>;
 
 /// Delivers notifications. Implemented for closures
-/// `Fn(Notification) -> impl Future<Output = Result<(), E>>` and by [`WebhookNotifier`].
+/// `Fn(Notification) -> impl Future<Output = Result<(), E>>`, by [`WebhookNotifier`], and for
+/// `Arc<dyn Notifier>` and `Box<dyn Notifier>`, to pick a notifier at run time.
 ///
 /// An error means the notification was not delivered: the watch logs it, records it as
 /// failed, and tries again at its next check while the account stays in that state.
@@ -250,6 +255,18 @@ where
     fn notify(&self, notification: Notification) -> NotifyFuture {
         let fut = self(notification);
         Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+impl Notifier for Arc<dyn Notifier> {
+    fn notify(&self, notification: Notification) -> NotifyFuture {
+        (**self).notify(notification)
+    }
+}
+
+impl Notifier for Box<dyn Notifier> {
+    fn notify(&self, notification: Notification) -> NotifyFuture {
+        (**self).notify(notification)
     }
 }
 
@@ -1293,7 +1310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_quiet_period_is_claimed_once() {
+    fn canary_a_new_quiet_period_is_claimed_once() {
         let quiet = Observation::Quiet { last_seen: 100 };
         assert_eq!(
             plan_for(&[], quiet, 1000, false),
@@ -1320,7 +1337,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_and_stale_claims_get_a_new_round() {
+    fn canary_failed_and_stale_claims_get_a_new_round() {
         let quiet = Observation::Quiet { last_seen: 100 };
         let failed = [
             row(1, Kind::Inactive, 100, 0, Step::Failed, 995),
@@ -1346,7 +1363,7 @@ mod tests {
     }
 
     #[test]
-    fn coming_back_is_noted_and_optionally_notified() {
+    fn canary_coming_back_is_noted_and_optionally_notified() {
         let delivered = [
             row(1, Kind::Inactive, 100, 0, Step::Claimed, 990),
             row(1, Kind::Inactive, 100, 0, Step::Delivered, 991),
@@ -1380,7 +1397,7 @@ mod tests {
     }
 
     #[test]
-    fn notifications_read_well() {
+    fn canary_notifications_read_well() {
         let day = 86_400;
         let n = Notification {
             kind: NotificationKind::Inactive,
@@ -1430,7 +1447,7 @@ mod tests {
     }
 
     #[test]
-    fn webhook_configuration_is_checked() {
+    fn canary_webhook_configuration_is_checked() {
         assert!(
             WebhookNotifier::builder("http://127.0.0.1:9/hook")
                 .build()
@@ -1463,7 +1480,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter() {
+    fn canary_backoff_doubles_with_jitter() {
         let (min, max) = (Duration::from_millis(100), Duration::from_secs(1));
         for attempt in 1..10 {
             let step = (min * 2u32.pow(attempt - 1)).min(max);

@@ -5,7 +5,14 @@
 //! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
 //!   queue, retries that never duplicate, and a flush on shutdown.
 //! - [`Event`]: one usage event of one account, validated when it is made.
-//! - [`schema`]: the events table, its DDL and the server version checks.
+//! - [`schema`]: the events table, the per-account daily rollup that feeds usage queries,
+//!   their DDL and the server version checks.
+//! - [`Usage`]: typed usage per account and across accounts, from the rollup (or the raw
+//!   table), exact even while retried inserts have left duplicate rows.
+//! - [`InactivityWatch`]: be told once when an account goes quiet (and when it comes back),
+//!   through a closure or a [`WebhookNotifier`], across restarts and instances.
+//! - [`admin`] (feature `axum`): a guarded, read-only router with JSON endpoints and an HTML
+//!   dashboard.
 //!
 //! # Quick start
 //!
@@ -35,6 +42,9 @@ pub mod event;
 pub mod schema;
 pub mod usage;
 pub mod writer;
+
+/// The ClickHouse client crate, whose `Client` [`Usage::new`] takes.
+pub use clickhouse;
 
 #[cfg(feature = "axum")]
 pub use admin::Admin;

@@ -663,7 +663,7 @@ mod tests {
     }
 
     #[test]
-    fn rollup_and_watch_ddl() {
+    fn usage_rollup_and_watch_ddl() {
         let schema = Schema::new("app", "ev").unwrap();
         assert_eq!(schema.rollup_table(), "ev_daily");
         assert_eq!(schema.rollup_view(), "ev_daily_mv");

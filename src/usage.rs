@@ -1031,7 +1031,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_round_trip_through_dates() {
+    fn usage_days_round_trip_through_dates() {
         assert_eq!(Day::from_ymd(1970, 1, 1), Some(Day(0)));
         assert_eq!(Day::from_ymd(2000, 3, 1).unwrap().0, 11_017);
         assert_eq!(
@@ -1061,7 +1061,7 @@ mod tests {
     }
 
     #[test]
-    fn weeks_start_on_monday() {
+    fn usage_weeks_start_on_monday() {
         let monday = Day::from_ymd(2024, 5, 6).unwrap();
         for i in 0..7 {
             assert_eq!(monday.add_days(i).monday(), monday);
@@ -1073,7 +1073,7 @@ mod tests {
     }
 
     #[test]
-    fn times_are_written_in_rfc3339() {
+    fn usage_times_are_written_in_rfc3339() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_714_557_600_999)),
@@ -1088,7 +1088,7 @@ mod tests {
     }
 
     #[test]
-    fn day_ranges() {
+    fn usage_day_ranges() {
         let last = Day::from_ymd(2024, 3, 2).unwrap();
         let days = Days::ending(last, 3);
         assert_eq!(days.first().to_string(), "2024-02-29");
@@ -1106,7 +1106,7 @@ mod tests {
     }
 
     #[test]
-    fn inactive_merges_known_accounts() {
+    fn usage_inactive_merges_known_accounts() {
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let seen: HashMap<u64, SystemTime> = [(1, t(100)), (2, t(900)), (3, t(50))].into();
         let known = [

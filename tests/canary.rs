@@ -14,8 +14,8 @@ use std::{
 };
 
 use idp_analytics::{
-    Error, InactivityWatch, KnownAccount, Notification, NotificationKind, Usage, WebhookNotifier,
-    canary::WatchBuilder, schema::Schema,
+    Error, InactivityWatch, KnownAccount, Notification, NotificationKind, Notifier, Usage,
+    WebhookNotifier, canary::WatchBuilder, schema::Schema,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -525,13 +525,12 @@ async fn canary_watch_posts_to_a_webhook() {
     )
     .await;
     let server = hook(vec![200]).await;
-    let watch = InactivityWatch::builder(
-        Usage::new(common::client(), schema.clone()),
-        webhook(&server.url, 2),
-    )
-    .with_settle_delay(Duration::from_millis(100))
-    .build()
-    .unwrap();
+    // A notifier chosen at run time, as a trait object.
+    let notifier: Arc<dyn Notifier> = Arc::new(webhook(&server.url, 2));
+    let watch = InactivityWatch::builder(Usage::new(common::client(), schema.clone()), notifier)
+        .with_settle_delay(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let report = watch.check().await.unwrap();
     assert_eq!(report.delivered.len(), 1);
     let requests = server.requests.lock().unwrap().clone();
