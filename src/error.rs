@@ -5,6 +5,9 @@ use std::fmt;
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error from code the application supplies (a notifier, a list of known accounts).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,6 +53,23 @@ pub enum Error {
     /// The writer did not take the event.
     #[error(transparent)]
     Rejected(#[from] Rejected),
+
+    /// A webhook did not accept a notification, after every attempt it was given.
+    #[error(
+        "webhook at {host} did not accept the notification after {attempts} attempt(s): {last}"
+    )]
+    Webhook {
+        /// The webhook's host and port (the rest of its URL may hold a secret).
+        host: String,
+        /// How many requests were made.
+        attempts: u32,
+        /// What went wrong with the last one.
+        last: String,
+    },
+
+    /// The application's list of known accounts could not be read.
+    #[error("known accounts could not be listed: {0}")]
+    KnownAccounts(#[source] BoxError),
 }
 
 /// Why an event was rejected. Each variant names the field at fault.

@@ -10,7 +10,14 @@
 //! - [`Event`]: one usage event of one account, validated when it is made.
 //! - [`reporter`]: `POST /event` and `POST /events` for services that report usage over REST,
 //!   each with its own bearer token; an axum router or a tower service.
-//! - [`schema`]: the events table, its DDL and the server version checks.
+//! - [`schema`]: the events table, the per-account daily rollup that feeds usage queries,
+//!   their DDL and the server version checks.
+//! - [`Usage`]: typed usage per account and across accounts, from the rollup (or the raw
+//!   table), exact even while retried inserts have left duplicate rows.
+//! - [`InactivityWatch`]: be told once when an account goes quiet (and when it comes back),
+//!   through a closure or a [`WebhookNotifier`], across restarts and instances.
+//! - [`admin`] (feature `axum`): a guarded, read-only router with JSON endpoints and an HTML
+//!   dashboard.
 //!
 //! # Quick start
 //!
@@ -72,6 +79,9 @@
 //!   not depend on axum, and events are named by a [`RouteName`] extension or a closure.
 
 pub mod account;
+#[cfg(feature = "axum")]
+pub mod admin;
+pub mod canary;
 pub mod error;
 pub mod event;
 mod future;
@@ -80,14 +90,28 @@ pub mod reporter;
 pub mod route;
 pub mod schema;
 mod service;
+pub mod usage;
 pub mod writer;
 
+/// The ClickHouse client crate, whose `Client` [`Usage::new`] takes.
+pub use clickhouse;
+
 pub use account::{AccountId, ExtractAccount};
-pub use error::{Error, InvalidEvent, Rejected, Result};
+#[cfg(feature = "axum")]
+pub use admin::Admin;
+pub use canary::{
+    CheckReport, InactivityWatch, Notification, NotificationKind, Notifier, WatchHandle,
+    WebhookNotifier,
+};
+pub use error::{BoxError, Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
 pub use future::ResponseFuture;
 pub use layer::{AnalyticsLayer, AnalyticsLayerBuilder};
 pub use reporter::{Reporter, ReporterBuilder, ReporterService, Reporters};
 pub use route::{NameEvent, RouteName, SkipRequest};
 pub use service::AnalyticsService;
+pub use usage::{
+    AccountActivity, AccountDays, AccountUsage, ActiveAccounts, Day, DayCount, Days,
+    EventTypeCount, InactiveAccount, KnownAccount, KnownAccounts, Period, ReadFrom, Usage,
+};
 pub use writer::{Analytics, Stats};

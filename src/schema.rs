@@ -28,9 +28,87 @@
 //! gets a deduplication window so that a retried insert carrying the same
 //! `insert_deduplication_token` is dropped by the server before it is stored.
 //!
+//! # The daily rollup
+//!
+//! Usage questions are answered from a per-account, per-day rollup rather than from a scan of
+//! raw events. [`Schema::ensure`] creates it next to the events table: an
+//! `AggregatingMergeTree` fed by a materialized view.
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS `idp`.`events_daily` (
+//!     account_id UInt64,
+//!     day        Date,                                -- the UTC day of inserted_at
+//!     event_type String,
+//!     events     AggregateFunction(uniqExact, UUID),  -- the set of event_ids
+//!     first_seen AggregateFunction(min, UInt32),      -- seconds since the Unix epoch
+//!     last_seen  AggregateFunction(max, UInt32)
+//! )
+//! ENGINE = AggregatingMergeTree
+//! PARTITION BY toYYYYMM(day)
+//! ORDER BY (account_id, day, event_type)
+//!
+//! CREATE MATERIALIZED VIEW IF NOT EXISTS `idp`.`events_daily_mv` TO `idp`.`events_daily`
+//! AS SELECT account_id, toDate(inserted_at, 'UTC') AS day, event_type,
+//!           uniqExactState(event_id) AS events,
+//!           minState(toUInt32(inserted_at)) AS first_seen,
+//!           maxState(toUInt32(inserted_at)) AS last_seen
+//! FROM `idp`.`events`
+//! GROUP BY account_id, day, event_type
+//! ```
+//!
+//! Every state in the rollup is a set or an extreme, so feeding it the same row twice changes
+//! nothing: a batch the writer retried after a lost acknowledgement, a backfill that overlaps
+//! what the view already fed, two views during a race at creation. Counts are
+//! `uniqExactMerge(events)`, the number of distinct `event_id`s, and match
+//! `uniqExact(event_id)` over the raw table exactly, before and after any merge. The price is
+//! that the rollup keeps each event's id (16 bytes, before compression), and a count over all
+//! accounts holds the ids of its range in memory while it runs; questions that need no count
+//! (last seen, active days, active accounts) read only the small columns.
+//!
+//! ## Backfill
+//!
+//! A materialized view only sees rows inserted after it exists. When the view is created for
+//! an events table that already has rows, [`Schema::ensure_rollup`] also creates
+//! `<table>_daily_backfill`, which marks the backfill as pending; [`Schema::backfill_rollup`]
+//! then copies the existing rows one month at a time
+//! (`INSERT INTO events_daily SELECT ... WHERE toYYYYMM(inserted_at) = m`), notes each month
+//! it finished in that table so an interrupted backfill resumes where it stopped, and drops it
+//! at the end. Rows inserted meanwhile are fed by the view, and fed twice where a month is
+//! copied after them, which the rollup absorbs. [`Schema::rollup_ready`] says whether the
+//! rollup holds everything; until it does, [`Usage`](crate::usage::Usage) answers from the
+//! events table. The [`InactivityWatch`](crate::canary::InactivityWatch) runs the backfill
+//! when it starts; an application without a watch calls [`Schema::backfill_rollup`] once.
+//! (`POPULATE` is not used: it misses rows inserted while it runs.)
+//!
+//! # The watch's table
+//!
+//! [`Schema::ensure_watch_table`] creates `<table>_watch`, where an inactivity watch records
+//! what it claimed, delivered or failed to deliver, so that a restarted watch, or a second
+//! instance of the application running the same watch, does not notify again. See
+//! [`canary`](crate::canary) for how it is used.
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS `idp`.`events_watch` (
+//!     watch       String,
+//!     account_id  UInt64,
+//!     kind        Enum8('inactive' = 1, 'active' = 2),
+//!     last_seen   DateTime,
+//!     round       UInt32,
+//!     step        Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),
+//!     instance    UUID,
+//!     recorded_at DateTime DEFAULT now()
+//! )
+//! ENGINE = MergeTree
+//! ORDER BY (watch, account_id, last_seen, kind)
+//! ```
+//!
+//! # Topology
+//!
 //! All DDL goes through [`Schema`], which knows the [`Topology`] it is built for: a single
 //! server today; a cluster (`ReplicatedMergeTree` behind a `Distributed` table, `ON CLUSTER`
-//! DDL) is a further variant of the same type, not a different code path.
+//! DDL) is a further variant of the same type, not a different code path. Every engine clause
+//! comes from one place ([`Schema`]'s `engine` helper), so a cluster variant changes that
+//! helper and the `ON CLUSTER` clause, not each statement.
 
 use std::{fmt, str::FromStr};
 
@@ -196,21 +274,281 @@ impl Schema {
         )
     }
 
+    /// The rollup table's name: `<table>_daily`.
+    pub fn rollup_table(&self) -> String {
+        format!("{}_daily", self.table)
+    }
+
+    /// The name of the materialized view that feeds the rollup: `<table>_daily_mv`.
+    pub fn rollup_view(&self) -> String {
+        format!("{}_daily_mv", self.table)
+    }
+
+    /// The name of the table that marks a rollup backfill as pending and records the months
+    /// it finished: `<table>_daily_backfill`. It exists only while a backfill is pending.
+    pub fn backfill_table(&self) -> String {
+        format!("{}_daily_backfill", self.table)
+    }
+
+    /// The inactivity watch's table: `<table>_watch`.
+    pub fn watch_table(&self) -> String {
+        format!("{}_watch", self.table)
+    }
+
+    /// `database.name`, quoted for SQL, for a table of this schema's database.
+    pub fn qualified(&self, name: &str) -> String {
+        format!("`{}`.`{}`", self.database, name)
+    }
+
+    /// The engine clause of a table of the `MergeTree` family: `family` is `""`,
+    /// `"Replacing"` or `"Aggregating"`, `args` the engine's arguments with their parentheses.
+    /// A cluster topology adds `Replicated` and its path here, in one place.
+    fn engine(&self, family: &str, args: &str) -> String {
+        match self.topology {
+            Topology::Single => format!("{family}MergeTree{args}"),
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the per-account, per-day rollup.
+    pub fn create_rollup_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {rollup} (\n    \
+                account_id UInt64,\n    \
+                day Date,\n    \
+                event_type String,\n    \
+                events AggregateFunction(uniqExact, UUID),\n    \
+                first_seen AggregateFunction(min, UInt32),\n    \
+                last_seen AggregateFunction(max, UInt32)\n\
+            )\n\
+            ENGINE = {engine}\n\
+            PARTITION BY toYYYYMM(day)\n\
+            ORDER BY (account_id, day, event_type)",
+            rollup = self.qualified(&self.rollup_table()),
+            engine = self.engine("Aggregating", ""),
+        )
+    }
+
+    /// The `SELECT` that turns raw events into rollup rows, shared by the view and the
+    /// backfill; `filter` is a `WHERE` clause or empty.
+    fn rollup_select_sql(&self, filter: &str) -> String {
+        format!(
+            "SELECT\n    \
+                account_id,\n    \
+                toDate(inserted_at, 'UTC') AS day,\n    \
+                event_type,\n    \
+                uniqExactState(event_id) AS events,\n    \
+                minState(toUInt32(inserted_at)) AS first_seen,\n    \
+                maxState(toUInt32(inserted_at)) AS last_seen\n\
+            FROM {table}\n\
+            {filter}\
+            GROUP BY account_id, day, event_type",
+            table = self.qualified_table(),
+        )
+    }
+
+    /// `CREATE MATERIALIZED VIEW IF NOT EXISTS ...` feeding the rollup from every insert into
+    /// the events table.
+    pub fn create_rollup_view_sql(&self) -> String {
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}\nTO {rollup}\nAS {select}",
+            view = self.qualified(&self.rollup_view()),
+            rollup = self.qualified(&self.rollup_table()),
+            select = self.rollup_select_sql(""),
+        )
+    }
+
+    /// `INSERT INTO <rollup> SELECT ...` for the raw rows of one month (`toYYYYMM`, such as
+    /// `202405`).
+    pub fn backfill_month_sql(&self, month: u32) -> String {
+        format!(
+            "INSERT INTO {rollup}\n{select}",
+            rollup = self.qualified(&self.rollup_table()),
+            select = self.rollup_select_sql(&format!("WHERE toYYYYMM(inserted_at) = {month}\n")),
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the backfill marker.
+    pub fn create_backfill_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {marker} (\n    \
+                month UInt32,\n    \
+                done_at DateTime DEFAULT now()\n\
+            )\n\
+            ENGINE = {engine}\n\
+            ORDER BY month",
+            marker = self.qualified(&self.backfill_table()),
+            engine = self.engine("", ""),
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the inactivity watch's record of its
+    /// notifications.
+    pub fn create_watch_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {watch} (\n    \
+                watch String,\n    \
+                account_id UInt64,\n    \
+                kind Enum8('inactive' = 1, 'active' = 2),\n    \
+                last_seen DateTime,\n    \
+                round UInt32,\n    \
+                step Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),\n    \
+                instance UUID,\n    \
+                recorded_at DateTime DEFAULT now()\n\
+            )\n\
+            ENGINE = {engine}\n\
+            ORDER BY (watch, account_id, last_seen, kind)",
+            watch = self.qualified(&self.watch_table()),
+            engine = self.engine("", ""),
+        )
+    }
+
     /// Reads the server version and refuses servers older than [`OLDEST_SUPPORTED`].
     pub async fn server_version(client: &clickhouse::Client) -> Result<ServerVersion> {
         let text: String = client.query("SELECT version()").fetch_one().await?;
         supported_version(&text)
     }
 
-    /// Creates the database and the table if they are absent, then checks that the table
-    /// has every column this crate writes with a type it can write. Idempotent.
+    /// Creates the database and the table if they are absent, checks that the table has
+    /// every column this crate writes with a type it can write, then creates the daily rollup
+    /// ([`ensure_rollup`](Self::ensure_rollup)). Idempotent.
     pub async fn ensure(&self, client: &clickhouse::Client, version: ServerVersion) -> Result<()> {
         client.query(&self.create_database_sql()).execute().await?;
         client
             .query(&self.create_table_sql(version))
             .execute()
             .await?;
-        self.check_columns(client).await
+        self.check_columns(client).await?;
+        self.ensure_rollup(client).await
+    }
+
+    /// Creates the rollup table and the view that feeds it if they are absent. When the view
+    /// is new and the events table already has rows, leaves the backfill marked as pending
+    /// for [`backfill_rollup`](Self::backfill_rollup). Idempotent, and safe to run from several
+    /// processes at once: the worst a race does is feed some rows twice, which the rollup
+    /// absorbs.
+    pub async fn ensure_rollup(&self, client: &clickhouse::Client) -> Result<()> {
+        client
+            .query(&self.create_rollup_table_sql())
+            .execute()
+            .await?;
+        if self.table_exists(client, &self.rollup_view()).await? {
+            return Ok(());
+        }
+        // The marker goes first: a process that stops after creating the view still leaves
+        // the backfill pending.
+        client
+            .query(&self.create_backfill_table_sql())
+            .execute()
+            .await?;
+        client
+            .query(&self.create_rollup_view_sql())
+            .execute()
+            .await?;
+        // From here on the view feeds every insert; only rows already there need copying.
+        let any: Option<u8> = client
+            .query(&format!("SELECT 1 FROM {} LIMIT 1", self.qualified_table()))
+            .fetch_optional()
+            .await?;
+        if any.is_none() {
+            self.drop_backfill_marker(client).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the rollup holds every event: its view exists and no backfill is pending.
+    pub async fn rollup_ready(&self, client: &clickhouse::Client) -> Result<bool> {
+        let names: Vec<String> = client
+            .query("SELECT name FROM system.tables WHERE database = ? AND (name = ? OR name = ?)")
+            .bind(&self.database)
+            .bind(self.rollup_view())
+            .bind(self.backfill_table())
+            .fetch_all()
+            .await?;
+        let view = names.contains(&self.rollup_view());
+        let pending = names.contains(&self.backfill_table());
+        Ok(view && !pending)
+    }
+
+    /// Copies the events that were in the table before the rollup's view existed into the
+    /// rollup, one month at a time, if a backfill is pending; returns how many months it
+    /// copied (0 when none was pending).
+    ///
+    /// Resumes where an interrupted backfill stopped. Several processes may run it at once;
+    /// months copied twice are absorbed by the rollup. Memory: one month's event ids are held
+    /// while that month is copied.
+    pub async fn backfill_rollup(&self, client: &clickhouse::Client) -> Result<usize> {
+        let marker = self.qualified(&self.backfill_table());
+        if !self.table_exists(client, &self.backfill_table()).await? {
+            return Ok(0);
+        }
+        let months: Vec<u32> = client
+            .query(&format!(
+                "SELECT toYYYYMM(inserted_at) AS m FROM {} GROUP BY m ORDER BY m",
+                self.qualified_table()
+            ))
+            .fetch_all()
+            .await?;
+        let done = match client
+            .query(&format!("SELECT month FROM {marker}"))
+            .fetch_all::<u32>()
+            .await
+        {
+            Ok(done) => done,
+            // Another process finished the backfill and dropped the marker meanwhile.
+            Err(_) if !self.table_exists(client, &self.backfill_table()).await? => return Ok(0),
+            Err(error) => return Err(error.into()),
+        };
+        let mut copied = 0;
+        for month in months.into_iter().filter(|m| !done.contains(m)) {
+            client
+                .query(&self.backfill_month_sql(month))
+                .execute()
+                .await?;
+            copied += 1;
+            let noted = client
+                .query(&format!("INSERT INTO {marker} (month) VALUES (?)"))
+                .bind(month)
+                .execute()
+                .await;
+            if noted.is_err() && !self.table_exists(client, &self.backfill_table()).await? {
+                // Finished by another process; every month is in the rollup.
+                return Ok(copied);
+            }
+            noted?;
+            tracing::info!(table = %self.qualified(&self.rollup_table()), month, "rollup backfilled");
+        }
+        self.drop_backfill_marker(client).await?;
+        Ok(copied)
+    }
+
+    async fn drop_backfill_marker(&self, client: &clickhouse::Client) -> Result<()> {
+        client
+            .query(&format!(
+                "DROP TABLE IF EXISTS {}",
+                self.qualified(&self.backfill_table())
+            ))
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the inactivity watch's table if it is absent. Idempotent.
+    pub async fn ensure_watch_table(&self, client: &clickhouse::Client) -> Result<()> {
+        client
+            .query(&self.create_watch_table_sql())
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    async fn table_exists(&self, client: &clickhouse::Client, name: &str) -> Result<bool> {
+        let n: u64 = client
+            .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.database)
+            .bind(name)
+            .fetch_one()
+            .await?;
+        Ok(n > 0)
     }
 
     /// Checks that the table has every column this crate writes, naming the first one that
@@ -342,6 +680,48 @@ mod tests {
         assert!(new.contains("non_replicated_deduplication_window"));
         assert!(old.contains("ENGINE = ReplacingMergeTree"));
         assert!(old.contains("ORDER BY (account_id, inserted_at, event_id)"));
+    }
+
+    #[test]
+    fn usage_rollup_and_watch_ddl() {
+        let schema = Schema::new("app", "ev").unwrap();
+        assert_eq!(schema.rollup_table(), "ev_daily");
+        assert_eq!(schema.rollup_view(), "ev_daily_mv");
+        assert_eq!(schema.backfill_table(), "ev_daily_backfill");
+        assert_eq!(schema.watch_table(), "ev_watch");
+
+        let table = schema.create_rollup_table_sql();
+        assert!(table.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_daily` ("));
+        assert!(table.contains("events AggregateFunction(uniqExact, UUID)"));
+        assert!(table.contains("ENGINE = AggregatingMergeTree\n"));
+        assert!(table.contains("ORDER BY (account_id, day, event_type)"));
+
+        let view = schema.create_rollup_view_sql();
+        assert!(view.starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `app`.`ev_daily_mv`\nTO `app`.`ev_daily`\nAS SELECT"
+        ));
+        assert!(view.contains("uniqExactState(event_id) AS events"));
+        assert!(view.contains("FROM `app`.`ev`\nGROUP BY account_id, day, event_type"));
+        // `?` would be taken for a bind parameter.
+        assert!(!view.contains('?'));
+
+        let backfill = schema.backfill_month_sql(202405);
+        assert!(backfill.starts_with("INSERT INTO `app`.`ev_daily`\nSELECT"));
+        assert!(backfill.contains(
+            "FROM `app`.`ev`\nWHERE toYYYYMM(inserted_at) = 202405\nGROUP BY account_id, day, event_type"
+        ));
+        assert!(!backfill.contains('?'));
+
+        let watch = schema.create_watch_table_sql();
+        assert!(watch.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_watch` ("));
+        assert!(
+            watch.contains("ENGINE = MergeTree\nORDER BY (watch, account_id, last_seen, kind)")
+        );
+        assert!(
+            schema
+                .create_backfill_table_sql()
+                .contains("ENGINE = MergeTree\n")
+        );
     }
 
     #[test]

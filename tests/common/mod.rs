@@ -148,3 +148,30 @@ pub fn resident_bytes() -> u64 {
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
+
+/// Writes `events` through the writer into `schema` (creating its tables) and waits until
+/// ClickHouse has acknowledged every one.
+pub async fn write(schema: &Schema, events: Vec<idp_analytics::Event>) {
+    let analytics = idp_analytics::Analytics::builder(url())
+        .with_schema(schema.clone())
+        .with_queue_capacity(events.len().max(1))
+        .build()
+        .unwrap();
+    let n = events.len() as u64;
+    analytics.try_record_all(events).unwrap();
+    let report = analytics.shutdown(Duration::from_secs(120)).await;
+    assert!(report.unwritten.is_empty(), "{report:?}");
+    assert_eq!(report.written, n);
+}
+
+/// An event of `account` at `time`.
+pub fn event_at(
+    account: u64,
+    event_type: &str,
+    time: std::time::SystemTime,
+) -> idp_analytics::Event {
+    idp_analytics::Event::new(account, event_type)
+        .unwrap()
+        .with_time(time)
+        .unwrap()
+}
