@@ -15,6 +15,11 @@
 //! after its route (`/projects/{id}`); `/health` is left out. SIGTERM or Ctrl-C stops the
 //! server, and the events still queued are written before the process exits.
 //!
+//! The usage dashboard is at `/admin/analytics` (JSON at `/admin/analytics/inactive?days=7`
+//! and `/admin/analytics/accounts/{id}/usage`), for `Authorization: Bearer admin-demo`. An
+//! inactivity watch checks every minute for accounts quiet for a week
+//! (`IDP_ANALYTICS_QUIET_DAYS` overrides) and prints a line for each one, once.
+//!
 //! Other services report events at `POST /event` and `POST /events`, with a reporter's
 //! bearer token from `IDP_ANALYTICS_REPORTERS` (`name:token,...`); when it is unset, a
 //! `demo` reporter with a fresh token is made and its token printed (on standard error).
@@ -29,7 +34,7 @@
 //! with SIGKILL, start it again with ClickHouse reachable, stop it with SIGTERM: every
 //! request is in the table, once.
 
-use std::{collections::HashMap, error::Error, time::Duration};
+use std::{collections::HashMap, convert::Infallible, error::Error, time::Duration};
 
 use axum::{
     Router,
@@ -40,7 +45,8 @@ use axum::{
     routing::{get, post},
 };
 use idp_analytics::{
-    AccountId, Analytics, AnalyticsLayer, Reporters, reporter::REPORTERS_ENV, schema::Schema,
+    AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
+    admin, clickhouse, reporter::REPORTERS_ENV, schema::Schema,
 };
 use tower::ServiceBuilder;
 
@@ -51,13 +57,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut builder = Analytics::builder(url).with_schema(Schema::new(database, "events")?);
+    let mut builder = Analytics::builder(&url).with_schema(Schema::new(database, "events")?);
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
-    let app = app(analytics.clone(), reporters()?)?;
+    let usage = Usage::new(
+        clickhouse::Client::default().with_url(&url),
+        analytics.schema().clone(),
+    );
+    let app = app(analytics.clone(), reporters()?, usage.clone())?;
+
+    // Be told, once, when an account goes quiet (and when it comes back).
+    let quiet_days: u64 = env_or("IDP_ANALYTICS_QUIET_DAYS", "7").parse()?;
+    let watch = InactivityWatch::builder(usage, |notification: Notification| async move {
+        eprintln!("watch: {notification}");
+        Ok::<_, Infallible>(())
+    })
+    .with_threshold(Duration::from_secs(quiet_days * 86_400))
+    .with_check_interval(Duration::from_secs(60))
+    .with_notify_back(true)
+    .build()?
+    .spawn();
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -65,7 +87,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 
-    // Every connection is closed: write what is still queued.
+    // Every connection is closed: stop the watch and write what is still queued.
+    watch.stop().await;
     let report = analytics.shutdown(Duration::from_secs(10)).await;
     println!(
         "stopped: {} events written at shutdown, {} left unwritten, {} spool segments left",
@@ -87,9 +110,11 @@ fn reporters() -> idp_analytics::Result<Reporters> {
     Reporters::new().with("demo", &token)
 }
 
-/// The application's routes, with authentication and analytics, and the `/event` endpoint.
-fn app(analytics: Analytics, reporters: Reporters) -> idp_analytics::Result<Router> {
+/// The application's routes, with authentication and analytics; the `/event` endpoint;
+/// the usage dashboard.
+fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytics::Result<Router> {
     let events = analytics.reporter_router(reporters);
+    let dashboard = Admin::new(usage, admin::bearer("admin-demo")).into_router();
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
@@ -110,8 +135,10 @@ fn app(analytics: Analytics, reporters: Reporters) -> idp_analytics::Result<Rout
                 .layer(middleware::from_fn(authenticate))
                 .layer(analytics),
         )
-        // Merged after the layers: reports are recorded by the endpoint itself.
-        .merge(events))
+        // After the layers: reports are recorded by the endpoint itself, and the dashboard
+        // is not product usage.
+        .merge(events)
+        .nest("/admin/analytics", dashboard))
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.

@@ -241,6 +241,10 @@ async fn run_example(name: &str, schema: Schema) {
     assert_eq!(app.send(Method::GET, "/health", Some(1)).await, 200);
     assert_eq!(app.send(Method::GET, "/wp-login.php", Some(1)).await, 404);
 
+    if name == "axum" {
+        check_dashboard(&app).await;
+    }
+
     let rest = app.stop().await;
     assert!(
         rest.iter().any(|l| l.contains(", 0 left unwritten")),
@@ -257,6 +261,40 @@ async fn run_example(name: &str, schema: Schema) {
     // Reported events have no method or status.
     expected.insert(row(5, "invoice.paid", "", 0), 1);
     assert_eq!(rows(&schema).await, (expected, 11));
+}
+
+/// The axum example's dashboard, once account 1's three requests are written.
+async fn check_dashboard(app: &common::app::App) {
+    let admin = Some("Bearer admin-demo");
+    let mut usage = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = app.get("/admin/analytics/accounts/1/usage", admin).await;
+        assert_eq!(status, 200, "{body}");
+        usage = serde_json::from_str(&body).unwrap();
+        if usage["totalEvents"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(usage["accountId"], 1);
+    assert_eq!(usage["totalEvents"], 3, "{usage}");
+
+    // Account 1 was active a moment ago: not quiet for a day.
+    let (status, body) = app.get("/admin/analytics/inactive?days=1", admin).await;
+    assert_eq!(status, 200, "{body}");
+    let quiet: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let quiet = quiet.as_array().expect("a JSON array");
+    assert!(!quiet.iter().any(|a| a["accountId"] == 1), "{body}");
+
+    let (status, page) = app.get("/admin/analytics", admin).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<svg"), "the page has its chart");
+    let (status, _) = app.get("/admin/analytics", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = app
+        .get("/admin/analytics/inactive?days=7", Some("Bearer nope"))
+        .await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]

@@ -84,6 +84,25 @@ impl App {
         response.await.unwrap().status()
     }
 
+    /// Sends a GET with an optional `Authorization` value, and returns the status and body.
+    pub async fn get(&self, path: &str, authorization: Option<&str>) -> (StatusCode, String) {
+        let mut request = Request::get(format!("{}{path}", self.base));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// Posts a JSON body to the reporter endpoint at `path` with a reporter's bearer token.
     pub async fn report(&self, path: &str, token: &str, json: &str) -> StatusCode {
         let request = Request::post(format!("{}{path}", self.base))
