@@ -99,7 +99,7 @@ pub fn validate_event_type(event_type: &str) -> Result<(), InvalidEvent> {
 pub struct Event {
     event_id: Uuid,
     account_id: u64,
-    event_type: String,
+    event_type: EventType,
     time: u32,
     source: Option<Source>,
     method: Option<Method>,
@@ -110,9 +110,10 @@ pub struct Event {
 impl Event {
     /// Captures an event now: a fresh [`event_id`](Self::event_id) (a UUID v7, which carries
     /// the capture time in milliseconds) and the current time, at second precision.
-    pub fn new(account_id: u64, event_type: impl Into<String>) -> Result<Self, InvalidEvent> {
-        let event_type = event_type.into();
-        validate_event_type(&event_type)?;
+    pub fn new(account_id: u64, event_type: impl AsRef<str>) -> Result<Self, InvalidEvent> {
+        let event_type = event_type.as_ref();
+        validate_event_type(event_type)?;
+        let event_type = EventType::new(event_type);
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -177,7 +178,7 @@ impl Event {
 
     /// What happened: a route template such as `/projects/{id}`, or a reported name.
     pub fn event_type(&self) -> &str {
-        &self.event_type
+        self.event_type.as_str()
     }
 
     /// When the event happened.
@@ -223,12 +224,58 @@ impl Event {
             prefix + s.len()
         }
         16 + 8
-            + string(&self.event_type)
+            + string(self.event_type.as_str())
             + 4
             + string(self.source())
             + string(self.method())
             + 2
             + 8
+    }
+}
+
+/// The most bytes of an event type kept inside the [`Event`] itself; longer ones go to the
+/// heap. Route templates are mostly shorter, so recording a request allocates nothing (and
+/// the writer's thread frees nothing the request's thread allocated).
+const INLINE_EVENT_TYPE: usize = 62;
+
+/// An event type, validated by the caller: inline when short, on the heap when long.
+#[derive(Clone, PartialEq, Eq)]
+enum EventType {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_EVENT_TYPE],
+    },
+    Heap(Box<str>),
+}
+
+impl EventType {
+    fn new(text: &str) -> Self {
+        if text.len() <= INLINE_EVENT_TYPE {
+            let mut bytes = [0; INLINE_EVENT_TYPE];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Self::Inline {
+                len: text.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Heap(text.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `&str` whole: always UTF-8.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
+            }
+            Self::Heap(text) => text,
+        }
+    }
+}
+
+impl fmt::Debug for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -274,6 +321,23 @@ mod tests {
         );
         assert!(Event::new(1, "'); DROP TABLE events; --").is_ok());
         assert!(Event::new(1, "/projects/{id}").is_ok());
+    }
+
+    #[test]
+    fn short_and_long_event_types_read_back_whole() {
+        for text in [
+            "x",
+            "/users/{id}/projects",
+            &"é".repeat(31),
+            &"a".repeat(62),
+            &"b".repeat(63),
+            &"c".repeat(128),
+        ] {
+            let event = Event::new(1, text).unwrap();
+            assert_eq!(event.event_type(), text);
+            assert_eq!(event.clone(), event);
+        }
+        assert_ne!(Event::new(1, "a").unwrap().event_type(), "ab");
     }
 
     #[test]

@@ -86,11 +86,11 @@ impl Builder {
 
     /// How many events may wait in memory for the worker. Default: 100 000.
     ///
-    /// The queue's slots (about 125 bytes each) are allocated when the writer is built; a
-    /// queued event adds its event type's heap bytes. Measured with 20-byte event types
-    /// (`cargo bench --bench memory`): 192 bytes per queued event in all, so the default
-    /// queue holds about 19 MiB when full. When it is full, new events are refused and
-    /// counted in [`Stats::dropped_queue_full`](super::Stats).
+    /// The queue's slots are allocated when the writer is built, and an event type of up to
+    /// 62 bytes is kept inside its slot, so a queued event takes no more memory than its
+    /// slot. Measured (`cargo bench --bench memory`): 168 bytes per queued event, so the
+    /// default queue holds about 16 MiB. When it is full, new events are refused and counted
+    /// in [`Stats::dropped_queue_full`](super::Stats).
     pub fn with_queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self

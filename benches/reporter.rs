@@ -1,0 +1,112 @@
+//! The reporter endpoint per request and per event, in process (no network), against a bare
+//! axum handler that only deserializes the same JSON body, in the same run:
+//!
+//! - `POST /event` with one event;
+//! - `POST /events` with 100 events per request.
+//!
+//! ```sh
+//! cargo bench --bench reporter
+//! ```
+//!
+//! The reporter decodes, authenticates, validates and enqueues into the real writer queue;
+//! the worker drains it in batches as usual and drops them (no ClickHouse), so what is timed
+//! is the request path.
+
+use std::time::Duration;
+
+use axum::{Json, Router, body::Body, http::Request, routing::post};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use idp_analytics::{Analytics, Reporters};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+const TOKEN: &str = "bench-reporter-token";
+
+/// The same fields the reporter takes, for the bare handler.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+struct Item {
+    account_id: u64,
+    event: String,
+}
+
+fn single() -> String {
+    r#"{"accountId": 42, "event": "search"}"#.to_owned()
+}
+
+fn batch(n: u64) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"accountId": {i}, "event": "export.finished"}}"#))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+fn request(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+async fn call(app: &Router, path: &str, body: &str) {
+    let response = app.clone().oneshot(request(path, body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn endpoint(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (analytics, worker) = Analytics::builder("http://127.0.0.1:1")
+        .build_pair()
+        .unwrap();
+    rt.spawn(worker.run_discarding());
+    let reporters = Reporters::new().with("bench", TOKEN).unwrap();
+    let reporter: Router = analytics.reporter_router(reporters);
+    let bare: Router = Router::new()
+        .route("/event", post(|Json(_): Json<Item>| async { "ok" }))
+        .route("/events", post(|Json(_): Json<Vec<Item>>| async { "ok" }));
+
+    let one = single();
+    let hundred = batch(100);
+    for (path, body) in [("/event", &one), ("/events", &hundred)] {
+        rt.block_on(call(&reporter, path, body));
+        rt.block_on(call(&bare, path, body));
+    }
+
+    let mut group = c.benchmark_group("reporter_event");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("bare_json_handler", |b| {
+        b.to_async(&rt).iter(|| call(&bare, "/event", &one))
+    });
+    group.bench_function("reporter", |b| {
+        b.to_async(&rt).iter(|| call(&reporter, "/event", &one))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("reporter_events_100");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("bare_json_handler", |b| {
+        b.to_async(&rt).iter(|| call(&bare, "/events", &hundred))
+    });
+    group.bench_function("reporter", |b| {
+        b.to_async(&rt)
+            .iter(|| call(&reporter, "/events", &hundred))
+    });
+    group.finish();
+
+    let stats = analytics.stats();
+    println!(
+        "writer during the benchmark: {} events taken, {} dropped (queue full)",
+        stats.enqueued, stats.dropped_queue_full
+    );
+}
+
+criterion_group!(benches, endpoint);
+criterion_main!(benches);
