@@ -3,18 +3,20 @@
 //! An event is captured once: its [`event_id`](Event::event_id) and its
 //! [`time`](Event::time) are set when it is created, not when it is written, so a batch
 //! that is retried (or replayed) writes the very same rows again, and ClickHouse can tell
-//! them apart from new ones.
+//! them apart from new ones. (The layer's events are created from the request's capture
+//! when the writer takes it from its queue, before any write: their time is still the
+//! moment the response was ready.)
 
 use std::{
-    fmt,
-    sync::{Arc, LazyLock},
+    fmt, hash,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use http::Method;
 use uuid::Uuid;
 
-use crate::error::InvalidEvent;
+use crate::{clock::Tick, error::InvalidEvent};
 
 /// The longest event type accepted, in bytes of UTF-8.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -24,18 +26,24 @@ pub const MAX_SOURCE_LEN: usize = 64;
 
 /// Which part of the system produced an event: the layer, or a named reporter.
 ///
-/// Cheap to clone (an `Arc<str>`).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Source(Arc<str>);
+/// Cheap to clone: [`Source::layer`] is a `&'static str`, a named source an `Arc<str>`.
+#[derive(Clone)]
+pub struct Source(SourceName);
+
+#[derive(Clone)]
+enum SourceName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
 
 impl Source {
     /// The name recorded for events captured by [`AnalyticsLayer`](crate::AnalyticsLayer).
     pub const LAYER_NAME: &'static str = "layer";
 
-    /// A source for events captured by the tower layer. Shared: cloning it allocates nothing.
+    /// A source for events captured by the tower layer. Static: making, cloning and dropping
+    /// it touch no shared counter.
     pub fn layer() -> Self {
-        static LAYER: LazyLock<Source> = LazyLock::new(|| Source(Arc::from(Source::LAYER_NAME)));
-        LAYER.clone()
+        Self(SourceName::Static(Self::LAYER_NAME))
     }
 
     /// A named source, such as a reporter service. 1 to [`MAX_SOURCE_LEN`] bytes, no control
@@ -46,24 +54,44 @@ impl Source {
                 max: MAX_SOURCE_LEN,
             });
         }
-        Ok(Self(Arc::from(name)))
+        if name == Self::LAYER_NAME {
+            return Ok(Self::layer());
+        }
+        Ok(Self(SourceName::Shared(Arc::from(name))))
     }
 
     /// The source's name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            SourceName::Static(name) => name,
+            SourceName::Shared(name) => name,
+        }
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Source {}
+
+impl hash::Hash for Source {
+    fn hash<H: hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -78,10 +106,30 @@ pub fn validate_event_type(event_type: &str) -> Result<(), InvalidEvent> {
             max: MAX_EVENT_TYPE_LEN,
         });
     }
+    // Printable ASCII, by far the most common, is checked eight bytes at a time.
+    if printable_ascii(event_type.as_bytes()) {
+        return Ok(());
+    }
     if let Some((at, _)) = event_type.char_indices().find(|(_, c)| c.is_control()) {
         return Err(InvalidEvent::TypeControlChar(at));
     }
     Ok(())
+}
+
+/// Whether every byte is printable ASCII (`0x20..=0x7e`), eight bytes at a time.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let (chunks, rest) = bytes.as_chunks::<8>();
+    let mut bad = 0;
+    for chunk in chunks {
+        let x = u64::from_le_bytes(*chunk);
+        // The high bit of a byte is set in the first term if some byte is below 0x20, and
+        // in the second if a byte is 0x7f or above; carries and borrows between bytes can
+        // only flag a byte next to one that is flagged already.
+        bad |= (x.wrapping_sub(ONES * 0x20) & !x) | x.wrapping_add(ONES) | x;
+    }
+    bad & HIGH == 0 && rest.iter().all(|b| (0x20..0x7f).contains(b))
 }
 
 /// One usage event of one account.
@@ -111,9 +159,7 @@ impl Event {
     /// Captures an event now: a fresh [`event_id`](Self::event_id) (a UUID v7, which carries
     /// the capture time in milliseconds) and the current time, at second precision.
     pub fn new(account_id: u64, event_type: impl AsRef<str>) -> Result<Self, InvalidEvent> {
-        let event_type = event_type.as_ref();
-        validate_event_type(event_type)?;
-        let event_type = EventType::new(event_type);
+        let event_type = EventType::checked(event_type.as_ref())?;
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -238,9 +284,9 @@ impl Event {
 /// the writer's thread frees nothing the request's thread allocated).
 const INLINE_EVENT_TYPE: usize = 62;
 
-/// An event type, validated by the caller: inline when short, on the heap when long.
+/// A valid event type: inline when short, on the heap when long.
 #[derive(Clone, PartialEq, Eq)]
-enum EventType {
+pub(crate) enum EventType {
     Inline {
         len: u8,
         bytes: [u8; INLINE_EVENT_TYPE],
@@ -249,6 +295,12 @@ enum EventType {
 }
 
 impl EventType {
+    /// Validates `text` (see [`validate_event_type`]) and copies it.
+    pub(crate) fn checked(text: &str) -> Result<Self, InvalidEvent> {
+        validate_event_type(text)?;
+        Ok(Self::new(text))
+    }
+
     fn new(text: &str) -> Self {
         if text.len() <= INLINE_EVENT_TYPE {
             let mut bytes = [0; INLINE_EVENT_TYPE];
@@ -276,6 +328,41 @@ impl EventType {
 impl fmt::Debug for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// An event captured on a request's path and completed on the writer's thread.
+///
+/// The request pays for reading the clock once when the response is ready (which the
+/// latency needs anyway) and for copying what it knows; the event's id and its wall-clock
+/// time are derived from `at` when the writer takes the capture from its queue, before the
+/// event is batched, spooled or retried, so every write of it carries the same id.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    pub(crate) account_id: u64,
+    pub(crate) event_type: EventType,
+    pub(crate) source: Source,
+    pub(crate) method: Method,
+    pub(crate) status: u16,
+    pub(crate) latency_us: u64,
+    /// When the response was ready: the event's time.
+    pub(crate) at: Tick,
+}
+
+impl Capture {
+    /// The event, with an id and a time derived from [`at`](Self::at).
+    pub(crate) fn into_event(self) -> Event {
+        let since_epoch = self.at.since_epoch();
+        Event {
+            event_id: new_id(since_epoch),
+            account_id: self.account_id,
+            event_type: self.event_type,
+            time: u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX),
+            source: Some(self.source),
+            method: Some(self.method),
+            status: self.status,
+            latency_us: self.latency_us,
+        }
     }
 }
 
@@ -321,6 +408,26 @@ mod tests {
         );
         assert!(Event::new(1, "'); DROP TABLE events; --").is_ok());
         assert!(Event::new(1, "/projects/{id}").is_ok());
+    }
+
+    #[test]
+    fn printable_ascii_is_every_byte_from_space_to_tilde() {
+        let printable = |b: u8| (0x20..0x7f).contains(&b);
+        // Every byte value, at every position of a string long enough for two words and a
+        // tail, among printable neighbours of every kind.
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    for fill in [b' ', b'~', b'a'] {
+                        let mut bytes = vec![fill; len];
+                        bytes[at] = b;
+                        assert_eq!(printable_ascii(&bytes), printable(b), "{bytes:?}");
+                    }
+                }
+            }
+        }
+        assert!(printable_ascii(b""));
+        assert!(printable_ascii(b"/users/{id}/projects"));
     }
 
     #[test]
@@ -379,12 +486,49 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_becomes_the_event_it_stands_for() {
+        let capture = |at| Capture {
+            account_id: 9,
+            event_type: EventType::checked("/users/{id}/projects").unwrap(),
+            source: Source::layer(),
+            method: Method::POST,
+            status: 201,
+            latency_us: 1_500,
+            at,
+        };
+        let at = Tick::now();
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let event = capture(at).into_event();
+        assert_eq!(event.account_id(), 9);
+        assert_eq!(event.event_type(), "/users/{id}/projects");
+        assert_eq!(event.source(), "layer");
+        assert_eq!(event.method(), "POST");
+        assert_eq!(event.status(), 201);
+        assert_eq!(event.latency_us(), 1_500);
+        assert_eq!(event.event_id().get_version_num(), 7);
+        let (secs, _) = event.event_id().get_timestamp().unwrap().to_unix();
+        assert_eq!(u64::from(event.unix_seconds()), secs);
+        assert!(secs.abs_diff(before.as_secs()) <= 1);
+        // A capture taken later is later, and each capture is its own event.
+        std::thread::sleep(Duration::from_millis(1_100));
+        let later = capture(Tick::now()).into_event();
+        assert!((1..=2).contains(&(later.unix_seconds() - event.unix_seconds())));
+        assert_ne!(capture(at).into_event().event_id(), event.event_id());
+        assert!(EventType::checked("a\u{1b}b").is_err());
+    }
+
+    #[test]
     fn source_names_are_checked() {
         assert!(Source::new("billing").is_ok());
         assert!(Source::new("").is_err());
         assert!(Source::new(&"s".repeat(65)).is_err());
         assert!(Source::new("a\tb").is_err());
         assert_eq!(Source::layer().as_str(), "layer");
+        assert_eq!(Source::layer(), Source::new("layer").unwrap());
+        assert_eq!(
+            format!("{:?} {}", Source::layer(), Source::new("billing").unwrap()),
+            "\"layer\" billing"
+        );
     }
 
     #[test]

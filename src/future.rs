@@ -6,7 +6,6 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
-    time::Instant,
 };
 
 use http::{Method, Response};
@@ -14,12 +13,12 @@ use pin_project::{pin_project, pinned_drop};
 
 use crate::{
     account::AccountId,
-    event::{Event, Source},
+    clock::Tick,
+    event::{Capture, EventType, Source},
     route::EventName,
     writer::Analytics,
 };
 
-/// One request on its way to becoming an event: what the layer learnt from the request.
 /// Where finished recordings go: shared by every request, one `Arc` to clone.
 #[derive(Debug)]
 pub(crate) struct Target {
@@ -27,9 +26,10 @@ pub(crate) struct Target {
     pub(crate) source: Source,
 }
 
+/// One request on its way to becoming an event: what the layer learnt from the request.
 pub(crate) struct Recording {
     pub(crate) target: Arc<Target>,
-    pub(crate) started: Instant,
+    pub(crate) started: Tick,
     pub(crate) method: Method,
     /// The request's account, or the anonymous id; a response's [`AccountId`] overrides it.
     pub(crate) account: Option<u64>,
@@ -40,26 +40,26 @@ impl Recording {
     /// Enqueues the event, unless it has no account. Never waits: a full queue or a closed
     /// writer is counted by the writer's handle, and the request goes on.
     fn finish(self, status: u16, response_account: Option<&AccountId>) {
-        let Some(account) = response_account.map(|id| id.0).or(self.account) else {
+        let Some(account_id) = response_account.map(|id| id.0).or(self.account) else {
             return;
         };
         let Target { analytics, source } = &*self.target;
-        let latency = self.started.elapsed();
-        let event = match Event::new(account, self.name.as_str()) {
-            Ok(event) => event,
-            Err(_) => {
-                // A route template too long or with control characters for an event type.
-                analytics.count_invalid();
-                return;
-            }
+        let Ok(event_type) = EventType::checked(self.name.as_str()) else {
+            // A route template too long or with control characters for an event type.
+            analytics.count_invalid();
+            return;
         };
-        let event = event
-            .with_source(source.clone())
-            .with_method(self.method)
-            .with_status(status)
-            .with_latency(latency);
+        let at = Tick::now();
         // Rejected events are counted in the writer's stats; the request is not concerned.
-        let _ = analytics.try_record(event);
+        let _ = analytics.try_capture(Capture {
+            account_id,
+            event_type,
+            source: source.clone(),
+            method: self.method,
+            status,
+            latency_us: u64::try_from(at.since(self.started).as_micros()).unwrap_or(u64::MAX),
+            at,
+        });
     }
 }
 
@@ -70,6 +70,9 @@ impl Recording {
 /// If the inner service fails, or the future is dropped before it completes (the client
 /// went away, or the handler panicked), the event is recorded with status `0`: the account
 /// was active all the same. The event's time is the moment it is recorded.
+///
+/// Recording reads a monotonic clock and copies what the request said into the writer's
+/// queue; the event's id and its wall-clock time are made on the writer's thread.
 #[pin_project(PinnedDrop)]
 pub struct ResponseFuture<F> {
     #[pin]

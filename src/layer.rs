@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use tower::Layer;
 
 use crate::{
-    account::{ExtractAccount, FromAccountId},
+    account::ExtractAccount,
     error::{Error, Result},
     event::{Source, validate_event_type},
     future::Target,
@@ -133,7 +133,8 @@ impl<S> Layer<S> for AnalyticsLayer {
 pub struct AnalyticsLayerBuilder {
     analytics: Analytics,
     source: Source,
-    extractor: Box<dyn ExtractAccount>,
+    /// `None`: the [`FromAccountId`](crate::account::FromAccountId) default, read without splitting the request.
+    extractor: Option<Box<dyn ExtractAccount>>,
     anonymous: Option<u64>,
     namer: Option<Box<dyn NameEvent>>,
     unmatched: Option<RouteName>,
@@ -146,7 +147,7 @@ impl AnalyticsLayerBuilder {
         Self {
             analytics,
             source: Source::layer(),
-            extractor: Box::new(FromAccountId),
+            extractor: None,
             anonymous: None,
             namer: None,
             unmatched: None,
@@ -155,14 +156,14 @@ impl AnalyticsLayerBuilder {
         }
     }
 
-    /// How to find the account of a request. Default: [`FromAccountId`], the
+    /// How to find the account of a request. Default: [`FromAccountId`](crate::account::FromAccountId), the
     /// [`AccountId`](crate::AccountId) in the request extensions. See
     /// [`account`](crate::account) for the built-in extractors.
     ///
     /// Whatever the extractor says, an [`AccountId`](crate::AccountId) in the response
     /// extensions is the account the event is recorded under.
     pub fn with_account(mut self, extractor: impl ExtractAccount) -> Self {
-        self.extractor = Box::new(extractor);
+        self.extractor = Some(Box::new(extractor));
         self
     }
 
@@ -231,6 +232,8 @@ impl AnalyticsLayerBuilder {
     }
 
     fn config(self) -> Config {
+        // Calibrated here, not on the first request.
+        crate::clock::calibrate();
         Config {
             target: Arc::new(Target {
                 analytics: self.analytics,

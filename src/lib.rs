@@ -82,6 +82,7 @@ pub mod account;
 #[cfg(feature = "axum")]
 pub mod admin;
 pub mod canary;
+mod clock;
 pub mod error;
 pub mod event;
 mod future;

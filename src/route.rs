@@ -67,7 +67,7 @@
 
 use std::{fmt, hash, sync::Arc};
 
-use http::request::Parts;
+use http::{Extensions, request::Parts};
 
 /// The name of the route a request matched, put in the request extensions by the router.
 ///
@@ -170,11 +170,16 @@ impl fmt::Display for RouteName {
 /// assert_eq!(route::route_name(&parts), Some("/projects/{id}"));
 /// ```
 pub fn route_name(request: &Parts) -> Option<&str> {
-    if let Some(name) = request.extensions.get::<RouteName>() {
+    route_name_in(&request.extensions)
+}
+
+/// [`route_name`] from a request's extensions alone.
+pub(crate) fn route_name_in(extensions: &Extensions) -> Option<&str> {
+    if let Some(name) = extensions.get::<RouteName>() {
         return Some(name.as_str());
     }
     #[cfg(feature = "axum")]
-    if let Some(path) = request.extensions.get::<axum::extract::MatchedPath>() {
+    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
         return Some(path.as_str());
     }
     None
@@ -188,7 +193,7 @@ pub fn route_name(request: &Parts) -> Option<&str> {
 /// the argument's type (`|parts: &Parts| ...`) so that the compiler knows it.
 ///
 /// ```
-/// use http::request::Parts;
+/// use http::{Extensions, request::Parts};
 /// use idp_analytics::{NameEvent, route};
 ///
 /// // One event type per API version, whatever the route.
@@ -255,6 +260,8 @@ where
 
 /// An event's name, held from the request until its response, owned without copying the
 /// string: the copy is made only if the event is recorded.
+/// A request's name as the layer keeps it until the response: a clone of what the router
+/// put in the extensions (a pointer and a length; `MatchedPath` shares its `Arc<str>`).
 #[derive(Clone, Debug)]
 pub(crate) enum EventName {
     Route(RouteName),
@@ -264,12 +271,12 @@ pub(crate) enum EventName {
 
 impl EventName {
     /// The built-in name of a request, as [`route_name`] finds it.
-    pub(crate) fn of(request: &Parts) -> Option<Self> {
-        if let Some(name) = request.extensions.get::<RouteName>() {
+    pub(crate) fn of(extensions: &Extensions) -> Option<Self> {
+        if let Some(name) = extensions.get::<RouteName>() {
             return Some(Self::Route(name.clone()));
         }
         #[cfg(feature = "axum")]
-        if let Some(path) = request.extensions.get::<axum::extract::MatchedPath>() {
+        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
             return Some(Self::Matched(path.clone()));
         }
         None
@@ -295,10 +302,9 @@ mod tests {
     #[test]
     fn route_name_extension_is_the_name() {
         let mut p = parts("/projects/1");
-        assert!(EventName::of(&p).is_none());
+        assert!(route_name(&p).is_none());
         p.extensions
             .insert(RouteName::from("/projects/{id}".to_owned()));
-        assert_eq!(EventName::of(&p).unwrap().as_str(), "/projects/{id}");
         assert_eq!(route_name(&p), Some("/projects/{id}"));
     }
 

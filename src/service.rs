@@ -5,14 +5,14 @@ use std::{
     fmt,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
 };
 
-use http::{Request, Response, request::Parts};
+use http::{Extensions, Method, Request, Response, request::Parts};
 use tower::Service;
 
 use crate::{
-    account::ExtractAccount,
+    account::{AccountId, ExtractAccount},
+    clock::Tick,
     future::{Recording, ResponseFuture, Target},
     route::{EventName, NameEvent, RouteName, SkipRequest},
 };
@@ -20,7 +20,8 @@ use crate::{
 /// The layer's configuration, shared by every clone of the layer and of its services.
 pub(crate) struct Config {
     pub(crate) target: Arc<Target>,
-    pub(crate) extractor: Box<dyn ExtractAccount>,
+    /// `None`: the [`AccountId`] request extension.
+    pub(crate) extractor: Option<Box<dyn ExtractAccount>>,
     pub(crate) anonymous: Option<u64>,
     pub(crate) namer: Option<Box<dyn NameEvent>>,
     pub(crate) unmatched: Option<RouteName>,
@@ -29,14 +30,28 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// What the layer records for a request with this head, if anything.
-    fn begin(&self, request: &Parts) -> Option<Recording> {
-        if self.skip.as_ref().is_some_and(|s| s.skip_request(request)) {
+    /// Whether a hook reads the whole request head, which the request must then be split
+    /// into (moving the head twice) for.
+    fn reads_head(&self) -> bool {
+        self.extractor.is_some() || self.namer.is_some() || self.skip.is_some()
+    }
+
+    /// What the layer records for a request, if anything. `head` is the whole request
+    /// head, given when [`reads_head`](Self::reads_head).
+    fn begin(
+        &self,
+        method: &Method,
+        extensions: &Extensions,
+        head: Option<&Parts>,
+    ) -> Option<Recording> {
+        if let (Some(skip), Some(head)) = (&self.skip, head)
+            && skip.skip_request(head)
+        {
             return None;
         }
-        let name = match &self.namer {
-            Some(namer) => namer.name_event(request).map(EventName::Route),
-            None => EventName::of(request),
+        let name = match (&self.namer, head) {
+            (Some(namer), Some(head)) => namer.name_event(head).map(EventName::Route),
+            _ => EventName::of(extensions),
         };
         let name = match name {
             Some(name) => name,
@@ -45,12 +60,15 @@ impl Config {
         if self.skipped_routes.iter().any(|s| **s == *name.as_str()) {
             return None;
         }
-        let account = self.extractor.extract_account(request).or(self.anonymous);
+        let account = match (&self.extractor, head) {
+            (Some(extractor), Some(head)) => extractor.extract_account(head),
+            _ => extensions.get::<AccountId>().map(|id| id.0),
+        };
         Some(Recording {
             target: Arc::clone(&self.target),
-            started: Instant::now(),
-            method: request.method.clone(),
-            account,
+            started: Tick::now(),
+            method: method.clone(),
+            account: account.or(self.anonymous),
             name,
         })
     }
@@ -130,11 +148,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // Splitting and rejoining a request moves its head; the body is not touched.
-        let (head, body) = request.into_parts();
-        let recording = self.config.begin(&head);
-        let request = Request::from_parts(head, body);
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let recording = if self.config.reads_head() {
+            // Splitting and rejoining a request moves its head; the body is not touched.
+            let (head, body) = request.into_parts();
+            let recording = self
+                .config
+                .begin(&head.method, &head.extensions, Some(&head));
+            request = Request::from_parts(head, body);
+            recording
+        } else {
+            self.config
+                .begin(request.method(), request.extensions(), None)
+        };
         ResponseFuture::new(self.inner.call(request), recording)
     }
 }

@@ -92,6 +92,14 @@ async fn layer_writes_exactly_the_requests_of_each_account() {
             .unwrap(),
     );
 
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let started = unix_now();
+
     // 10 accounts, 100 requests each, spread over the 5 routes; sent concurrently.
     let requests = [
         (Method::GET, "/projects/17", "/projects/{id}", 200),
@@ -132,10 +140,25 @@ async fn layer_writes_exactly_the_requests_of_each_account() {
         result.unwrap();
     }
 
+    let finished = unix_now();
     let report = analytics.shutdown(Duration::from_secs(30)).await;
     assert!(report.unwritten.is_empty());
     let stats = analytics.stats();
     assert_eq!((stats.enqueued, stats.written), (1000, 1000));
+
+    // Every event carries the wall-clock second its response was ready in.
+    let (first, last): (u32, u32) = common::client()
+        .query(&format!(
+            "SELECT toUInt32(min(inserted_at)), toUInt32(max(inserted_at)) FROM {}",
+            schema.qualified_table()
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(
+        started <= u64::from(first) && u64::from(last) <= finished,
+        "events at {first}..={last}, requests sent in {started}..={finished}"
+    );
 
     let mut expected = Rows::new();
     for account in 1..=10 {

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::{
     error::{Error, Rejected},
-    event::Event,
+    event::{Capture, Event},
 };
 
 use super::{Builder, Stats, Worker, spool::Spool, stats::Counters};
@@ -37,6 +37,25 @@ pub enum WriteFailed {
 pub(crate) struct Queued {
     pub(crate) event: Event,
     pub(crate) ack: Option<Arc<Ack>>,
+}
+
+/// What the queue holds: an event, or a request's capture the worker completes when it
+/// takes it (so that the request path pays for neither an id nor the wall clock).
+pub(crate) enum Item {
+    Event(Queued),
+    Capture(Capture),
+}
+
+impl Item {
+    fn into_queued(self) -> Queued {
+        match self {
+            Self::Event(queued) => queued,
+            Self::Capture(capture) => Queued {
+                event: capture.into_event(),
+                ack: None,
+            },
+        }
+    }
 }
 
 /// Completion of a group of events someone waits on.
@@ -114,7 +133,7 @@ impl<T> std::ops::Deref for Padded<T> {
 /// State shared by the handles and the worker.
 pub(crate) struct Shared {
     pub(crate) config: Arc<Builder>,
-    pub(crate) queue: ArrayQueue<Queued>,
+    pub(crate) queue: ArrayQueue<Item>,
     /// Slots taken in the queue, reserved before a push so a group goes in whole or not at
     /// all. On a cache line of its own: producers and the worker both write it.
     reserved: Padded<AtomicUsize>,
@@ -172,7 +191,7 @@ impl Shared {
         released + self.reserved.load(Ordering::Acquire) as u64
     }
 
-    fn push_reserved(&self, item: Queued) {
+    fn push_reserved(&self, item: Item) {
         // A reserved slot is always free: the worker releases a reservation only after it
         // popped the item.
         if self.queue.push(item).is_err() {
@@ -183,7 +202,7 @@ impl Shared {
     /// Takes the oldest event. Its slot stays reserved until [`release`](Self::release),
     /// so that the worker touches the shared counter once per batch, not once per event.
     pub(crate) fn pop(&self) -> Option<Queued> {
-        self.queue.pop()
+        self.queue.pop().map(Item::into_queued)
     }
 
     /// Frees `n` slots of events taken with [`pop`](Self::pop).
@@ -292,10 +311,19 @@ impl Analytics {
     /// Enqueues one event without waiting. A full queue or a closed writer returns
     /// [`Rejected`] and counts the drop; nothing else happens to the caller.
     pub fn try_record(&self, event: Event) -> Result<(), Rejected> {
+        self.enqueue(Item::Event(Queued { event, ack: None }))
+    }
+
+    /// Enqueues a request's capture, as [`try_record`](Self::try_record) does an event.
+    pub(crate) fn try_capture(&self, capture: Capture) -> Result<(), Rejected> {
+        self.enqueue(Item::Capture(capture))
+    }
+
+    fn enqueue(&self, item: Item) -> Result<(), Rejected> {
         let shared = self.shared();
         match shared.reserve(1) {
             Ok(len) => {
-                shared.push_reserved(Queued { event, ack: None });
+                shared.push_reserved(item);
                 if len == shared.wake_at {
                     // Once per burst, not once per event.
                     shared.wake.notify_one();
@@ -361,10 +389,10 @@ impl Analytics {
             }
         };
         for event in events {
-            shared.push_reserved(Queued {
+            shared.push_reserved(Item::Event(Queued {
                 event,
                 ack: ack.clone(),
-            });
+            }));
         }
         if len >= shared.wake_at && len - n < shared.wake_at || ack.is_some() {
             shared.wake.notify_one();
