@@ -15,10 +15,17 @@
 //!
 //! `(analytics_layer - bare) / (tower_http_trace - bare)` is the ratio to watch (target
 //! below 0.75).
+//!
+//! Criterion times the variants one after the other, so a machine whose speed drifts over
+//! the minute moves one variant against another (a bare router measured 0.86 µs in one run
+//! and 0.93 µs in the next, here). After the criterion group the benchmark therefore also
+//! runs interleaved rounds: each round times every variant once on 100 000 requests, and
+//! the table it prints gives each variant's median round and the ratios between them.
+//! `LAYER_ROUNDS` sets the number of rounds (default 20; 0 skips them).
 
 use std::{
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -117,10 +124,64 @@ fn overhead(c: &mut Criterion) {
     }
     group.finish();
 
+    interleaved(&rt, &variants);
+
     let stats = analytics.stats();
     println!(
         "writer during the benchmark: {} events taken, {} dropped (queue full)",
         stats.enqueued, stats.dropped_queue_full
+    );
+}
+
+/// Times every variant once per round, `LAYER_ROUNDS` rounds, and prints each variant's
+/// median round per request, its cost over the bare router and the ratios of the targets.
+fn interleaved(rt: &tokio::runtime::Runtime, variants: &[(&str, Router)]) {
+    const REQUESTS: u32 = 100_000;
+    let rounds: usize = std::env::var("LAYER_ROUNDS").map_or(20, |v| {
+        v.parse().expect("LAYER_ROUNDS is a number of rounds")
+    });
+    if rounds == 0 {
+        return;
+    }
+    let mut times = vec![Vec::with_capacity(rounds + 1); variants.len()];
+    // One round more than counted: the first warms up.
+    for _ in 0..=rounds {
+        for ((_, app), times) in variants.iter().zip(&mut times) {
+            let elapsed = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..REQUESTS {
+                    std::hint::black_box(call(app).await);
+                }
+                start.elapsed()
+            });
+            times.push(elapsed.as_secs_f64() * 1e9 / f64::from(REQUESTS));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.remove(0);
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let over = |name: &str| {
+        let at = variants.iter().position(|(n, _)| *n == name).unwrap();
+        medians[at] - medians[0]
+    };
+    println!(
+        "\nlayer_overhead, {rounds} interleaved rounds of {REQUESTS} requests (median round):"
+    );
+    for ((name, _), median) in variants.iter().zip(&medians) {
+        println!(
+            "  {name:20} {median:8.1} ns/request  {:+7.1} ns over bare",
+            median - medians[0]
+        );
+    }
+    println!(
+        "  (analytics_layer - bare) / (tower_http_trace - bare) = {:.2}; / (axum_prometheus - bare) = {:.2}",
+        over("analytics_layer") / over("tower_http_trace"),
+        over("analytics_layer") / over("axum_prometheus"),
     );
 }
 

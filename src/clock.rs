@@ -34,6 +34,11 @@ impl Tick {
         CLOCK.delta(earlier.0, self.0)
     }
 
+    /// [`since`](Self::since) in whole microseconds.
+    pub(crate) fn micros_since(self, earlier: Self) -> u64 {
+        CLOCK.delta_as_nanos(earlier.0, self.0) / 1_000
+    }
+
     /// The wall-clock time of this reading, since the Unix epoch.
     ///
     /// Derived from a per-thread pair of readings of this clock and of the wall clock, read
@@ -93,6 +98,8 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
         assert!(elapsed.abs_diff(std_elapsed) < Duration::from_millis(2));
         assert_eq!(start.since(end), Duration::ZERO);
+        let micros = end.micros_since(start);
+        assert_eq!(u128::from(micros), elapsed.as_micros());
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Recording {
             source: source.clone(),
             method: self.method,
             status,
-            latency_us: u64::try_from(at.since(self.started).as_micros()).unwrap_or(u64::MAX),
+            latency_us: at.micros_since(self.started),
             at,
         });
     }
