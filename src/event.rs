@@ -8,7 +8,7 @@
 //! moment the response was ready.)
 
 use std::{
-    fmt, hash,
+    fmt,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -16,7 +16,7 @@ use std::{
 use http::Method;
 use uuid::Uuid;
 
-use crate::{clock::Tick, error::InvalidEvent};
+use crate::{clock::Tick, error::InvalidEvent, text::Text};
 
 /// The longest event type accepted, in bytes of UTF-8.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -27,14 +27,8 @@ pub const MAX_SOURCE_LEN: usize = 64;
 /// Which part of the system produced an event: the layer, or a named reporter.
 ///
 /// Cheap to clone: [`Source::layer`] is a `&'static str`, a named source an `Arc<str>`.
-#[derive(Clone)]
-pub struct Source(SourceName);
-
-#[derive(Clone)]
-enum SourceName {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Source(Text);
 
 impl Source {
     /// The name recorded for events captured by [`AnalyticsLayer`](crate::AnalyticsLayer).
@@ -43,7 +37,7 @@ impl Source {
     /// A source for events captured by the tower layer. Static: making, cloning and dropping
     /// it touch no shared counter.
     pub fn layer() -> Self {
-        Self(SourceName::Static(Self::LAYER_NAME))
+        Self(Text::Static(Self::LAYER_NAME))
     }
 
     /// A named source, such as a reporter service. 1 to [`MAX_SOURCE_LEN`] bytes, no control
@@ -57,41 +51,24 @@ impl Source {
         if name == Self::LAYER_NAME {
             return Ok(Self::layer());
         }
-        Ok(Self(SourceName::Shared(Arc::from(name))))
+        Ok(Self(Text::Shared(Arc::from(name))))
     }
 
     /// The source's name.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            SourceName::Static(name) => name,
-            SourceName::Shared(name) => name,
-        }
-    }
-}
-
-impl PartialEq for Source {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Source {}
-
-impl hash::Hash for Source {
-    fn hash<H: hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.0.as_str()
     }
 }
 
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -91,6 +91,7 @@ pub mod reporter;
 pub mod route;
 pub mod schema;
 mod service;
+mod text;
 pub mod usage;
 pub mod writer;
 

@@ -65,9 +65,11 @@
 //! # }
 //! ```
 
-use std::{fmt, hash, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use http::{Extensions, request::Parts};
+
+use crate::text::Text;
 
 /// The name of the route a request matched, put in the request extensions by the router.
 ///
@@ -84,27 +86,18 @@ use http::{Extensions, request::Parts};
 ///     Some("/projects/{id}")
 /// );
 /// ```
-#[derive(Clone)]
-pub struct RouteName(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RouteName(Text);
 
 impl RouteName {
     /// A name known at compile time; no allocation, ever.
     pub const fn from_static(name: &'static str) -> Self {
-        Self(Repr::Static(name))
+        Self(Text::Static(name))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Static(s) => s,
-            Repr::Shared(s) => s,
-        }
+        self.0.as_str()
     }
 }
 
@@ -116,13 +109,13 @@ impl From<&'static str> for RouteName {
 
 impl From<String> for RouteName {
     fn from(name: String) -> Self {
-        Self(Repr::Shared(name.into()))
+        Self(Text::Shared(name.into()))
     }
 }
 
 impl From<Arc<str>> for RouteName {
     fn from(name: Arc<str>) -> Self {
-        Self(Repr::Shared(name))
+        Self(Text::Shared(name))
     }
 }
 
@@ -132,29 +125,15 @@ impl AsRef<str> for RouteName {
     }
 }
 
-impl PartialEq for RouteName {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for RouteName {}
-
-impl hash::Hash for RouteName {
-    fn hash<H: hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
 impl fmt::Debug for RouteName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for RouteName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -193,7 +172,7 @@ pub(crate) fn route_name_in(extensions: &Extensions) -> Option<&str> {
 /// the argument's type (`|parts: &Parts| ...`) so that the compiler knows it.
 ///
 /// ```
-/// use http::{Extensions, request::Parts};
+/// use http::request::Parts;
 /// use idp_analytics::{NameEvent, route};
 ///
 /// // One event type per API version, whatever the route.
