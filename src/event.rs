@@ -136,10 +136,17 @@ impl Event {
     /// Captures an event now: a fresh [`event_id`](Self::event_id) (a UUID v7, which carries
     /// the capture time in milliseconds) and the current time, at second precision.
     pub fn new(account_id: u64, event_type: impl AsRef<str>) -> Result<Self, InvalidEvent> {
-        let event_type = EventType::checked(event_type.as_ref())?;
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        Self::captured_at(account_id, event_type.as_ref(), SystemTime::now())
+    }
+
+    /// [`new`](Self::new), for a caller that has just read the wall clock: `now`.
+    pub(crate) fn captured_at(
+        account_id: u64,
+        event_type: &str,
+        now: SystemTime,
+    ) -> Result<Self, InvalidEvent> {
+        let event_type = EventType::checked(event_type)?;
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(Self {
             event_id: new_id(since_epoch),
             account_id,

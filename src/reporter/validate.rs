@@ -122,7 +122,7 @@ pub(crate) fn event(
     else {
         return Err(problems);
     };
-    let mut event = Event::new(account_id, event_type)
+    let mut event = Event::captured_at(account_id, &event_type, now)
         .map_err(|e| vec![format!("event {e}")])?
         .with_source(source.clone());
     if let Some(id) = event_id {
