@@ -222,6 +222,20 @@ impl Shared {
         stats
     }
 
+    /// Resolves when a shutdown deadline has passed.
+    pub(crate) async fn until_aborted(&self) {
+        loop {
+            let notified = self.abort_notify.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a notification in between is not missed.
+            notified.as_mut().enable();
+            if self.abort.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod collector;
 mod config;
 mod handle;
 mod sink;
