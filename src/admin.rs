@@ -16,7 +16,8 @@
 //!
 //! `from` and `to` are UTC days (`YYYY-MM-DD`, both included; default: the
 //! [chart's days](Admin::with_chart_days) ending today), `limit` is 1 to 1000 (default 20).
-//! A bad parameter gets `400` with `{"error": "..."}`; a failed query `500` with the same.
+//! A bad parameter gets `400` with `{"error": "..."}`; a failed query `500` with the same;
+//! a question asked before the writer has created its table `503` with `Retry-After: 1`.
 //!
 //! ```
 //! use axum::Router;
@@ -214,22 +215,26 @@ impl<T: Serialize> From<Result<T>> for Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
+        let error = |message: String| serde_json::json!({ "error": message }).to_string();
         let (status, body) = match self {
             Self::Json(json) => (StatusCode::OK, json),
-            Self::Bad(message) => (
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({ "error": message }).to_string(),
-            ),
-            Self::Failed(error) => {
-                tracing::error!(error = %error, "admin query failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    serde_json::json!({ "error": error.to_string() }).to_string(),
-                )
+            Self::Bad(message) => (StatusCode::BAD_REQUEST, error(message)),
+            // Only until the writer has created its table, a moment after it starts.
+            Self::Failed(e @ Error::TableMissing { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, error(e.to_string()))
+            }
+            Self::Failed(e) => {
+                tracing::error!(error = %e, "admin query failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, error(e.to_string()))
             }
         };
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         no_store(&mut response);
         response
     }

@@ -1235,6 +1235,12 @@ impl InactivityWatch {
                         failed = report.failed.len(),
                         "inactivity check done"
                     ),
+                    // A writer that has just started may not have made its table yet.
+                    Err(error @ Error::TableMissing { .. }) => tracing::info!(
+                        watch = %self.inner.name,
+                        error = %error,
+                        "nothing to check yet; checking again at the next interval"
+                    ),
                     Err(error) => tracing::error!(
                         watch = %self.inner.name,
                         error = %error,

@@ -38,6 +38,14 @@ pub enum Error {
         problem: SchemaProblem,
     },
 
+    /// A table to read from does not exist (yet): the writer creates its tables when it
+    /// starts ([`Schema::ensure`](crate::schema::Schema::ensure)).
+    #[error("table {table} does not exist yet; the writer creates it when it starts")]
+    TableMissing {
+        /// The fully qualified table name.
+        table: String,
+    },
+
     /// ClickHouse answered with an error, or could not be reached.
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),

@@ -541,7 +541,11 @@ impl Schema {
         Ok(())
     }
 
-    async fn table_exists(&self, client: &clickhouse::Client, name: &str) -> Result<bool> {
+    pub(crate) async fn table_exists(
+        &self,
+        client: &clickhouse::Client,
+        name: &str,
+    ) -> Result<bool> {
         let n: u64 = client
             .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
             .bind(&self.database)

@@ -459,6 +459,8 @@ impl KnownAccounts for Vec<KnownAccount> {
 /// Answers usage questions. Cheap to clone.
 ///
 /// Made with [`Usage::new`]; [`with_read_from`](Self::with_read_from) picks the table.
+/// Until the events table exists (a writer creates it when it starts), every question
+/// fails with [`Error::TableMissing`].
 #[derive(Clone)]
 pub struct Usage {
     client: clickhouse::Client,
@@ -466,6 +468,8 @@ pub struct Usage {
     read_from: ReadFrom,
     /// Set once the rollup is seen ready; it stays ready.
     rollup_ready: Arc<AtomicBool>,
+    /// Set once the events table is seen; until then each question checks it exists.
+    table_seen: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Usage {
@@ -593,6 +597,7 @@ impl Usage {
             schema,
             read_from: ReadFrom::Rollup,
             rollup_ready: Arc::new(AtomicBool::new(false)),
+            table_seen: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -618,6 +623,19 @@ impl Usage {
     }
 
     async fn source(&self) -> Result<Source> {
+        if !self.table_seen.load(Ordering::Acquire) {
+            // A writer that started a moment ago may not have created it yet.
+            if !self
+                .schema
+                .table_exists(&self.client, self.schema.table())
+                .await?
+            {
+                return Err(Error::TableMissing {
+                    table: self.schema.qualified_table(),
+                });
+            }
+            self.table_seen.store(true, Ordering::Release);
+        }
         let rollup = match self.read_from {
             ReadFrom::Events => false,
             ReadFrom::Rollup if self.rollup_ready.load(Ordering::Acquire) => true,

@@ -112,6 +112,42 @@ fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// A dashboard asked before the writer has created its table (a moment after an
+/// application starts) answers 503 and when to ask again, not a database error; once the
+/// table is there it answers.
+#[tokio::test]
+async fn admin_before_the_table_exists_says_so_then_answers() {
+    let schema = prepare_database!().await;
+    let app = app(&schema, Vec::new());
+    let usage = Usage::new(common::client(), schema.clone());
+    let week = Days::ending_today(7);
+
+    let missing = usage.account(1, week).await.unwrap_err();
+    assert!(
+        matches!(&missing, idp_analytics::Error::TableMissing { table } if *table == schema.qualified_table()),
+        "{missing}"
+    );
+    for uri in [
+        "/admin/analytics/accounts/1/usage",
+        "/admin/analytics/inactive?days=7",
+        "/admin/analytics",
+    ] {
+        let (status, headers, body) = get(&app, uri, Some("admin-demo")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+        assert_eq!(headers[header::RETRY_AFTER], "1", "{uri}");
+        assert!(body.contains("does not exist yet"), "{uri}: {body}");
+    }
+
+    common::write(
+        &schema,
+        vec![common::event_at(1, "search", SystemTime::now())],
+    )
+    .await;
+    let usage_json = get_json(&app, "/admin/analytics/accounts/1/usage").await;
+    assert_eq!(usage_json["totalEvents"], 1, "{usage_json}");
+    assert_eq!(usage.account(1, week).await.unwrap().total_events, 1);
+}
+
 #[tokio::test]
 async fn admin_json_endpoints_answer_and_are_guarded() {
     let schema = prepare_database!().await;
