@@ -21,11 +21,14 @@
 //! and 0.93 µs in the next, here). After the criterion group the benchmark therefore also
 //! runs interleaved rounds: each round times every variant once on 100 000 requests, and
 //! the table it prints gives each variant's median round and the ratios between them.
-//! `LAYER_ROUNDS` sets the number of rounds (default 20; 0 skips them).
+//! `BENCH_ROUNDS` sets the number of rounds (default 20; 0 skips them).
+
+#[path = "support/rounds.rs"]
+mod rounds;
 
 use std::{
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
@@ -133,38 +136,18 @@ fn overhead(c: &mut Criterion) {
     );
 }
 
-/// Times every variant once per round, `LAYER_ROUNDS` rounds, and prints each variant's
-/// median round per request, its cost over the bare router and the ratios of the targets.
+/// Each variant's median interleaved round per request, its cost over the bare router and
+/// the target ratios.
 fn interleaved(rt: &tokio::runtime::Runtime, variants: &[(&str, Router)]) {
     const REQUESTS: u32 = 100_000;
-    let rounds: usize = std::env::var("LAYER_ROUNDS").map_or(20, |v| {
-        v.parse().expect("LAYER_ROUNDS is a number of rounds")
-    });
+    let rounds = rounds::count();
     if rounds == 0 {
         return;
     }
-    let mut times = vec![Vec::with_capacity(rounds + 1); variants.len()];
-    // One round more than counted: the first warms up.
-    for _ in 0..=rounds {
-        for ((_, app), times) in variants.iter().zip(&mut times) {
-            let elapsed = rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..REQUESTS {
-                    std::hint::black_box(call(app).await);
-                }
-                start.elapsed()
-            });
-            times.push(elapsed.as_secs_f64() * 1e9 / f64::from(REQUESTS));
-        }
-    }
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.remove(0);
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect();
+    let calls = vec![REQUESTS; variants.len()];
+    let medians = rounds::medians(rt, rounds, &calls, |i| async move {
+        std::hint::black_box(call(&variants[i].1).await);
+    });
     let over = |name: &str| {
         let at = variants.iter().position(|(n, _)| *n == name).unwrap();
         medians[at] - medians[0]

@@ -11,6 +11,13 @@
 //! The reporter decodes, authenticates, validates and enqueues into the real writer queue;
 //! the worker drains it in batches as usual and drops them (no ClickHouse), so what is timed
 //! is the request path.
+//!
+//! After the criterion groups, interleaved rounds (every variant once per round; see
+//! `support/rounds.rs`, `BENCH_ROUNDS`) give the ratios, which drift over the run does not
+//! skew.
+
+#[path = "support/rounds.rs"]
+mod rounds;
 
 use std::time::Duration;
 
@@ -101,10 +108,58 @@ fn endpoint(c: &mut Criterion) {
     });
     group.finish();
 
+    interleaved(&rt, &bare, &reporter, &one, &hundred);
+
     let stats = analytics.stats();
     println!(
         "writer during the benchmark: {} events taken, {} dropped (queue full)",
         stats.enqueued, stats.dropped_queue_full
+    );
+}
+
+/// Each variant's median interleaved round, and the reporter's share of the bare handler's
+/// throughput.
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    bare: &Router,
+    reporter: &Router,
+    one: &str,
+    hundred: &str,
+) {
+    let rounds = rounds::count();
+    if rounds == 0 {
+        return;
+    }
+    let variants = [
+        ("/event, bare JSON handler", bare, "/event", one, 1),
+        ("/event, reporter", reporter, "/event", one, 1),
+        (
+            "/events (100), bare JSON handler",
+            bare,
+            "/events",
+            hundred,
+            100,
+        ),
+        ("/events (100), reporter", reporter, "/events", hundred, 100),
+    ];
+    let calls = [20_000, 20_000, 1_000, 1_000];
+    let medians = rounds::medians(rt, rounds, &calls, |i| {
+        let (_, app, path, body, _) = variants[i];
+        call(app, path, body)
+    });
+    println!("\nreporter, {rounds} interleaved rounds (median round):");
+    for ((name, _, _, _, events), ns) in variants.iter().zip(&medians) {
+        println!(
+            "  {name:34} {:8.3} µs/request  {:6.0} k requests/s  {:6.2} M events/s",
+            ns / 1e3,
+            1e6 / ns,
+            f64::from(*events) * 1e3 / ns,
+        );
+    }
+    println!(
+        "  reporter / bare, requests/s: /event {:.3}, /events {:.3}",
+        medians[0] / medians[1],
+        medians[2] / medians[3],
     );
 }
 

@@ -6,10 +6,10 @@
 //! error, never a deep recursion. No part of the body is skipped unparsed, so every byte of
 //! an accepted body is valid JSON and valid UTF-8.
 
-use std::fmt;
+use std::{borrow::Cow, fmt, ops::Deref};
 
 use http::{HeaderMap, header::CONTENT_TYPE};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Whether the request says its body is JSON: `application/json`, in any case, with or
@@ -48,20 +48,78 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A field's name as sent: borrowed from the body, unless escapes in it had to be undone.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Name<'de>(Cow<'de, str>);
+
+impl Deref for Name<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl<'de> From<&'de str> for Name<'de> {
+    fn from(name: &'de str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+}
+
+impl From<String> for Name<'_> {
+    fn from(name: String) -> Self {
+        Self(Cow::Owned(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name::from(name))
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name::from(name.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name::from(name))
+            }
+        }
+
+        de.deserialize_str(NameVisitor)
+    }
+}
+
 /// One JSON value where an event is expected.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Item {
+pub(crate) enum Item<'de> {
     /// An object: its fields in the order sent, repeated names included.
-    Object(Vec<(String, Value)>),
+    Object(Vec<(Name<'de>, Value)>),
     /// Anything else, by [`kind`].
     Other(&'static str),
 }
 
 /// The body of a batch.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Batch {
+pub(crate) enum Batch<'de> {
     /// An array of at most the allowed number of items.
-    Items(Vec<Item>),
+    Items(Vec<Item<'de>>),
     /// An array of this many items, more than allowed; they were parsed but not kept.
     TooMany(usize),
     /// Not an array, but this [`kind`] of value.
@@ -69,7 +127,7 @@ pub(crate) enum Batch {
 }
 
 /// Parses the body of a single event.
-pub(crate) fn single(body: &[u8]) -> Result<Item, serde_json::Error> {
+pub(crate) fn single(body: &[u8]) -> Result<Item<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let item = de.deserialize_any(ItemVisitor)?;
     de.end()?;
@@ -77,7 +135,7 @@ pub(crate) fn single(body: &[u8]) -> Result<Item, serde_json::Error> {
 }
 
 /// Parses the body of a batch, keeping at most `max_len` items.
-pub(crate) fn batch(body: &[u8], max_len: usize) -> Result<Batch, serde_json::Error> {
+pub(crate) fn batch(body: &[u8], max_len: usize) -> Result<Batch<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let batch = de.deserialize_any(BatchVisitor { max_len })?;
     de.end()?;
@@ -128,21 +186,21 @@ macro_rules! other_kinds {
 struct ItemVisitor;
 
 impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = Item;
+    type Value = Item<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
         let mut fields = Vec::new();
-        while let Some(field) = map.next_entry::<String, Value>()? {
+        while let Some(field) = map.next_entry::<Name<'de>, Value>()? {
             fields.push(field);
         }
         Ok(Item::Object(fields))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item<'de>, A::Error> {
         drain(seq)?;
         Ok(Item::Other("an array"))
     }
@@ -151,9 +209,9 @@ impl<'de> Visitor<'de> for ItemVisitor {
 }
 
 impl<'de> DeserializeSeed<'de> for ItemVisitor {
-    type Value = Item;
+    type Value = Item<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Item, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Item<'de>, D::Error> {
         de.deserialize_any(self)
     }
 }
@@ -163,13 +221,13 @@ struct BatchVisitor {
 }
 
 impl<'de> Visitor<'de> for BatchVisitor {
-    type Value = Batch;
+    type Value = Batch<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON array")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch<'de>, A::Error> {
         let mut items = Vec::new();
         while items.len() < self.max_len {
             match seq.next_element_seed(ItemVisitor)? {
@@ -183,7 +241,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Batch, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Batch<'de>, A::Error> {
         drain_map(map)?;
         Ok(Batch::NotArray("an object"))
     }
@@ -246,6 +304,16 @@ mod tests {
                 ("event".into(), json!(2)),
             ])
         );
+    }
+
+    #[test]
+    fn field_names_are_borrowed_unless_escaped() {
+        let Item::Object(fields) = single(br#"{"accountId": 1, "\u0065vent": "x"}"#).unwrap()
+        else {
+            panic!("an object");
+        };
+        assert!(matches!(fields[0].0, Name(Cow::Borrowed("accountId"))));
+        assert!(matches!(&fields[1].0, Name(Cow::Owned(name)) if name == "event"));
     }
 
     #[test]

@@ -23,7 +23,10 @@ use crate::{
     event::{Event, MAX_EVENT_TYPE_LEN, Source, validate_event_type},
 };
 
-use super::{decode::kind, timestamp::parse_rfc3339};
+use super::{
+    decode::{Name, kind},
+    timestamp::parse_rfc3339,
+};
 
 /// The fields an event object may have.
 const FIELDS: &str = "accountId, event, timestamp, eventId";
@@ -42,7 +45,7 @@ pub(crate) struct Window {
 
 /// Turns one JSON object into an event from `source`, or says everything wrong with it.
 pub(crate) fn event(
-    fields: Vec<(String, Value)>,
+    fields: Vec<(Name<'_>, Value)>,
     source: &Source,
     now: SystemTime,
     window: Window,
@@ -53,7 +56,7 @@ pub(crate) fn event(
     let mut timestamp = None;
     let mut event_id = None;
     for (name, value) in fields {
-        let slot = match name.as_str() {
+        let slot = match &*name {
             "accountId" => &mut account_id,
             "event" => &mut event_type,
             "timestamp" => &mut timestamp,
@@ -273,7 +276,7 @@ mod tests {
     fn check(value: Value) -> Result<Event, Vec<String>> {
         let Value::Object(map) = value else { panic!() };
         event(
-            map.into_iter().collect(),
+            map.into_iter().map(|(k, v)| (Name::from(k), v)).collect(),
             &Source::new("billing").unwrap(),
             now(),
             WINDOW,
@@ -386,9 +389,9 @@ mod tests {
         let message = problem(json!({"accountId": 1, "event": "x", long: 1}));
         assert!(message.len() < 200, "{message}");
         let fields = vec![
-            ("accountId".to_owned(), json!(1)),
-            ("event".to_owned(), json!("x")),
-            ("accountId".to_owned(), json!(2)),
+            ("accountId".into(), json!(1)),
+            ("event".into(), json!("x")),
+            ("accountId".into(), json!(2)),
         ];
         let problems = event(fields, &Source::layer(), now(), WINDOW).unwrap_err();
         assert_eq!(problems, ["field accountId is given more than once"]);
@@ -467,9 +470,9 @@ mod tests {
     fn the_window_is_configurable() {
         let fields = |t: u64| {
             vec![
-                ("accountId".to_owned(), json!(1)),
-                ("event".to_owned(), json!("x")),
-                ("timestamp".to_owned(), json!(t)),
+                ("accountId".into(), json!(1)),
+                ("event".into(), json!("x")),
+                ("timestamp".into(), json!(t)),
             ]
         };
         let window = Window {

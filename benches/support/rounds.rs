@@ -1,0 +1,48 @@
+//! Interleaved rounds: every round times each variant once, so that a machine whose speed
+//! drifts over a minute moves all variants alike, where criterion, timing one variant after
+//! another, would move one against the other.
+
+use std::{future::Future, time::Instant};
+
+/// The number of rounds: `BENCH_ROUNDS`, default 20; 0 skips them.
+pub(crate) fn count() -> usize {
+    std::env::var("BENCH_ROUNDS").map_or(20, |v| {
+        v.parse().expect("BENCH_ROUNDS is a number of rounds")
+    })
+}
+
+/// Runs `rounds` rounds, plus one before them that warms up and is not counted; in each,
+/// variant `i` is called `calls[i]` times in a row. Returns each variant's median round, in
+/// nanoseconds per call.
+pub(crate) fn medians<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    rounds: usize,
+    calls: &[u32],
+    call: F,
+) -> Vec<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut times = vec![Vec::with_capacity(rounds + 1); calls.len()];
+    for _ in 0..=rounds {
+        for (variant, (&n, times)) in calls.iter().zip(&mut times).enumerate() {
+            let elapsed = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..n {
+                    call(variant).await;
+                }
+                start.elapsed()
+            });
+            times.push(elapsed.as_secs_f64() * 1e9 / f64::from(n));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.remove(0);
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
+}
