@@ -145,9 +145,17 @@ impl Event {
         event_type: &str,
         now: SystemTime,
     ) -> Result<Self, InvalidEvent> {
-        let event_type = EventType::checked(event_type)?;
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Ok(Self {
+        Ok(Self::at(
+            account_id,
+            EventType::checked(event_type)?,
+            since_epoch,
+        ))
+    }
+
+    /// An event captured `since_epoch`: its id carries that time, and so does its time.
+    fn at(account_id: u64, event_type: EventType, since_epoch: Duration) -> Self {
+        Self {
             event_id: new_id(since_epoch),
             account_id,
             event_type,
@@ -156,7 +164,7 @@ impl Event {
             method: None,
             status: 0,
             latency_us: 0,
-        })
+        }
     }
 
     /// Sets the event id, for an event that was given one elsewhere (a reporter that may
@@ -336,16 +344,12 @@ pub(crate) struct Capture {
 impl Capture {
     /// The event, with an id and a time derived from [`at`](Self::at).
     pub(crate) fn into_event(self) -> Event {
-        let since_epoch = self.at.since_epoch();
         Event {
-            event_id: new_id(since_epoch),
-            account_id: self.account_id,
-            event_type: self.event_type,
-            time: u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX),
             source: Some(self.source),
             method: Some(self.method),
             status: self.status,
             latency_us: self.latency_us,
+            ..Event::at(self.account_id, self.event_type, self.at.since_epoch())
         }
     }
 }
