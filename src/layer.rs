@@ -133,7 +133,8 @@ impl<S> Layer<S> for AnalyticsLayer {
 pub struct AnalyticsLayerBuilder {
     analytics: Analytics,
     source: Source,
-    /// `None`: the [`FromAccountId`](crate::account::FromAccountId) default, read without splitting the request.
+    /// `None`: the [`FromAccountId`](crate::account::FromAccountId) default, read without
+    /// splitting the request.
     extractor: Option<Box<dyn ExtractAccount>>,
     anonymous: Option<u64>,
     namer: Option<Box<dyn NameEvent>>,
@@ -156,9 +157,10 @@ impl AnalyticsLayerBuilder {
         }
     }
 
-    /// How to find the account of a request. Default: [`FromAccountId`](crate::account::FromAccountId), the
-    /// [`AccountId`](crate::AccountId) in the request extensions. See
-    /// [`account`](crate::account) for the built-in extractors.
+    /// How to find the account of a request. Default:
+    /// [`FromAccountId`](crate::account::FromAccountId), the [`AccountId`](crate::AccountId)
+    /// in the request extensions. See [`account`](crate::account) for the built-in
+    /// extractors.
     ///
     /// Whatever the extractor says, an [`AccountId`](crate::AccountId) in the response
     /// extensions is the account the event is recorded under.

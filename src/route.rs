@@ -149,16 +149,11 @@ impl fmt::Display for RouteName {
 /// assert_eq!(route::route_name(&parts), Some("/projects/{id}"));
 /// ```
 pub fn route_name(request: &Parts) -> Option<&str> {
-    route_name_in(&request.extensions)
-}
-
-/// [`route_name`] from a request's extensions alone.
-pub(crate) fn route_name_in(extensions: &Extensions) -> Option<&str> {
-    if let Some(name) = extensions.get::<RouteName>() {
+    if let Some(name) = request.extensions.get::<RouteName>() {
         return Some(name.as_str());
     }
     #[cfg(feature = "axum")]
-    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+    if let Some(path) = request.extensions.get::<axum::extract::MatchedPath>() {
         return Some(path.as_str());
     }
     None
@@ -238,9 +233,8 @@ where
 }
 
 /// An event's name, held from the request until its response, owned without copying the
-/// string: the copy is made only if the event is recorded.
-/// A request's name as the layer keeps it until the response: a clone of what the router
-/// put in the extensions (a pointer and a length; `MatchedPath` shares its `Arc<str>`).
+/// string (a clone of what the router put in the extensions; `MatchedPath` shares its
+/// `Arc<str>`): the copy is made only if the event is recorded.
 #[derive(Clone, Debug)]
 pub(crate) enum EventName {
     Route(RouteName),
