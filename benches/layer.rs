@@ -23,8 +23,8 @@
 //! the table it prints gives each variant's median round and the ratios between them.
 //! `BENCH_ROUNDS` sets the number of rounds (default 20; 0 skips them).
 
-#[path = "support/rounds.rs"]
-mod rounds;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::{
     task::{Context, Poll},
@@ -38,7 +38,7 @@ use axum::{
     routing::get,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
-use idp_analytics::{AccountId, Analytics, AnalyticsLayer};
+use idp_analytics::{AccountId, AnalyticsLayer};
 use tower::{Layer, Service, ServiceExt};
 
 /// A layer that does nothing but wrap: what any layer costs at least.
@@ -87,16 +87,7 @@ async fn call(app: &Router) -> Response<Body> {
 }
 
 fn overhead(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // The real handle and queue; the worker drains batches as usual and drops them.
-    let (analytics, worker) = Analytics::builder("http://127.0.0.1:1")
-        .build_pair()
-        .unwrap();
-    rt.spawn(worker.run_discarding());
+    let (rt, analytics) = support::runtime_and_discarding_writer();
     let prometheus = {
         let _guard = rt.enter();
         let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
@@ -140,12 +131,12 @@ fn overhead(c: &mut Criterion) {
 /// the target ratios.
 fn interleaved(rt: &tokio::runtime::Runtime, variants: &[(&str, Router)]) {
     const REQUESTS: u32 = 100_000;
-    let rounds = rounds::count();
+    let rounds = support::rounds();
     if rounds == 0 {
         return;
     }
     let calls = vec![REQUESTS; variants.len()];
-    let medians = rounds::medians(rt, rounds, &calls, |i| async move {
+    let medians = support::median_rounds(rt, rounds, &calls, |i| async move {
         std::hint::black_box(call(&variants[i].1).await);
     });
     let over = |name: &str| {

@@ -13,17 +13,17 @@
 //! is the request path.
 //!
 //! After the criterion groups, interleaved rounds (every variant once per round; see
-//! `support/rounds.rs`, `BENCH_ROUNDS`) give the ratios, which drift over the run does not
+//! `support/mod.rs`, `BENCH_ROUNDS`) give the ratios, which drift over the run does not
 //! skew.
 
-#[path = "support/rounds.rs"]
-mod rounds;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
 use axum::{Json, Router, body::Body, http::Request, routing::post};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use idp_analytics::{Analytics, Reporters};
+use idp_analytics::Reporters;
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -63,15 +63,7 @@ async fn call(app: &Router, path: &str, body: &str) {
 }
 
 fn endpoint(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (analytics, worker) = Analytics::builder("http://127.0.0.1:1")
-        .build_pair()
-        .unwrap();
-    rt.spawn(worker.run_discarding());
+    let (rt, analytics) = support::runtime_and_discarding_writer();
     let reporters = Reporters::new().with("bench", TOKEN).unwrap();
     let reporter: Router = analytics.reporter_router(reporters);
     let bare: Router = Router::new()
@@ -126,7 +118,7 @@ fn interleaved(
     one: &str,
     hundred: &str,
 ) {
-    let rounds = rounds::count();
+    let rounds = support::rounds();
     if rounds == 0 {
         return;
     }
@@ -143,7 +135,7 @@ fn interleaved(
         ("/events (100), reporter", reporter, "/events", hundred, 100),
     ];
     let calls = [20_000, 20_000, 1_000, 1_000];
-    let medians = rounds::medians(rt, rounds, &calls, |i| {
+    let medians = support::median_rounds(rt, rounds, &calls, |i| {
         let (_, app, path, body, _) = variants[i];
         call(app, path, body)
     });

@@ -1,11 +1,31 @@
-//! Interleaved rounds: every round times each variant once, so that a machine whose speed
-//! drifts over a minute moves all variants alike, where criterion, timing one variant after
-//! another, would move one against the other.
+//! What the layer and reporter benchmarks share: a runtime with a writer that drains its
+//! queue without reaching ClickHouse, and interleaved rounds. Every round times each
+//! variant once, so that a machine whose speed drifts over a minute moves all variants
+//! alike, where criterion, timing one variant after another, would move one against the
+//! other.
 
 use std::{future::Future, time::Instant};
 
+use idp_analytics::Analytics;
+
+/// A two-thread runtime, and the real writer handle and queue, whose worker drains batches
+/// as usual and drops them: what is timed is the request path, not ClickHouse's work on
+/// the same cores.
+pub(crate) fn runtime_and_discarding_writer() -> (tokio::runtime::Runtime, Analytics) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (analytics, worker) = Analytics::builder("http://127.0.0.1:1")
+        .build_pair()
+        .unwrap();
+    rt.spawn(worker.run_discarding());
+    (rt, analytics)
+}
+
 /// The number of rounds: `BENCH_ROUNDS`, default 20; 0 skips them.
-pub(crate) fn count() -> usize {
+pub(crate) fn rounds() -> usize {
     std::env::var("BENCH_ROUNDS").map_or(20, |v| {
         v.parse().expect("BENCH_ROUNDS is a number of rounds")
     })
@@ -14,7 +34,7 @@ pub(crate) fn count() -> usize {
 /// Runs `rounds` rounds, plus one before them that warms up and is not counted; in each,
 /// variant `i` is called `calls[i]` times in a row. Returns each variant's median round, in
 /// nanoseconds per call.
-pub(crate) fn medians<F, Fut>(
+pub(crate) fn median_rounds<F, Fut>(
     rt: &tokio::runtime::Runtime,
     rounds: usize,
     calls: &[u32],
