@@ -174,6 +174,101 @@ impl FromStr for ServerVersion {
 pub enum Topology {
     /// One server: a `ReplacingMergeTree` table.
     Single,
+    /// A cluster named in the servers' `<remote_servers>`: every table is created
+    /// `ON CLUSTER`; the events and the rollup live in replicated tables on each shard
+    /// (`<name>_local`) behind `Distributed` tables of the usual names. Made by
+    /// [`Topology::cluster`].
+    #[non_exhaustive]
+    Cluster {
+        /// The cluster's name, as `<remote_servers>` spells it.
+        name: String,
+        /// The expression of `account_id` that picks an event's shard: one account's
+        /// events, and its rollup rows, live on one shard.
+        sharding_key: String,
+    },
+}
+
+/// The default sharding key of [`Topology::cluster`]: spreads accounts evenly across
+/// shards whatever their ids look like.
+pub const DEFAULT_SHARDING_KEY: &str = "cityHash64(account_id)";
+
+impl Topology {
+    /// The cluster `name` (1 to 64 ASCII letters, digits and underscores), sharded by
+    /// [`DEFAULT_SHARDING_KEY`].
+    pub fn cluster(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        check_identifier("cluster", &name)?;
+        Ok(Self::Cluster {
+            name,
+            sharding_key: DEFAULT_SHARDING_KEY.to_owned(),
+        })
+    }
+
+    /// The expression that picks an event's shard, for a cluster; it may use `account_id`
+    /// only, so that one account's rows stay on one shard. Default:
+    /// [`DEFAULT_SHARDING_KEY`]. Letters, digits, `_`, `(`, `)`, `,`, `%` and spaces only.
+    /// No effect on [`Topology::Single`].
+    pub fn with_sharding_key(self, key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_(), %".contains(c);
+        if key.trim().is_empty() || !key.chars().all(allowed) || !key.contains("account_id") {
+            return Err(Error::Config(format!(
+                "sharding key {key:?} must be an expression of account_id made of letters, digits, `_`, `(`, `)`, `,`, `%` and spaces"
+            )));
+        }
+        Ok(match self {
+            Self::Single => Self::Single,
+            Self::Cluster { name, .. } => Self::Cluster {
+                name,
+                sharding_key: key,
+            },
+        })
+    }
+
+    /// The cluster's name, for a cluster.
+    pub fn cluster_name(&self) -> Option<&str> {
+        match self {
+            Self::Single => None,
+            Self::Cluster { name, .. } => Some(name),
+        }
+    }
+}
+
+/// The events table's partition and sorting key: the one place they are spelled, for a
+/// single server and for each shard's local table alike.
+const EVENTS_PARTITION_BY: &str = "toYYYYMM(inserted_at)";
+const EVENTS_ORDER_BY: &str = "(account_id, inserted_at, event_id)";
+
+/// The events table's columns, as they are created.
+const EVENTS_COLUMNS: &str = "(\n    \
+    event_id UUID,\n    \
+    account_id UInt64,\n    \
+    event_type String,\n    \
+    inserted_at DateTime DEFAULT now(),\n    \
+    source String,\n    \
+    method String,\n    \
+    status UInt16,\n    \
+    latency_us UInt64\n\
+)";
+
+/// The rollup table's columns.
+const ROLLUP_COLUMNS: &str = "(\n    \
+    account_id UInt64,\n    \
+    day Date,\n    \
+    event_type String,\n    \
+    events AggregateFunction(uniqExact, UUID),\n    \
+    first_seen AggregateFunction(min, UInt32),\n    \
+    last_seen AggregateFunction(max, UInt32)\n\
+)";
+
+/// Whether a replicated table has a copy of its data on each shard or one copy on every
+/// server of the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spread {
+    /// Each shard holds its own rows (events, rollup).
+    Sharded,
+    /// Every server holds every row (the backfill marker, the watch's log).
+    Everywhere,
 }
 
 /// The column names and types this crate writes, in insert order.
@@ -221,6 +316,12 @@ impl Schema {
         Ok(schema)
     }
 
+    /// The same tables laid out for `topology`. Default: [`Topology::Single`].
+    pub fn with_topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
     /// The database name.
     pub fn database(&self) -> &str {
         &self.database
@@ -243,35 +344,109 @@ impl Schema {
 
     /// `CREATE DATABASE IF NOT EXISTS ...`.
     pub fn create_database_sql(&self) -> String {
-        format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)
+        format!(
+            "CREATE DATABASE IF NOT EXISTS `{}`{}",
+            self.database,
+            self.on_cluster()
+        )
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the events table, for a server of `version`.
+    /// The name of the table that holds the events: the table itself on a single server,
+    /// `<table>_local` on each shard of a cluster (the table itself is then `Distributed`).
+    pub fn local_table(&self) -> String {
+        self.local(&self.table)
+    }
+
+    /// `name`, or `<name>_local` on a cluster.
+    fn local(&self, name: &str) -> String {
+        match self.topology {
+            Topology::Single => name.to_owned(),
+            Topology::Cluster { .. } => format!("{name}_local"),
+        }
+    }
+
+    /// ` ON CLUSTER `name`` on a cluster, nothing on a single server.
+    fn on_cluster(&self) -> String {
+        match &self.topology {
+            Topology::Single => String::new(),
+            Topology::Cluster { name, .. } => format!(" ON CLUSTER `{name}`"),
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the events table, for a server of `version`:
+    /// on a cluster, the local replicated table of each shard.
     pub fn create_table_sql(&self, version: ServerVersion) -> String {
-        let Topology::Single = self.topology;
-        let settings = if version.supports_insert_deduplication_token() {
-            // Lets the server drop a retried insert with the same deduplication token.
-            ", non_replicated_deduplication_window = 1000"
-        } else {
-            ""
+        let settings = match self.topology {
+            Topology::Single if version.supports_insert_deduplication_token() => {
+                // Lets the server drop a retried insert with the same deduplication token.
+                ", non_replicated_deduplication_window = 1000"
+            }
+            // Replicated tables keep the hashes of their last blocks (100 by default).
+            _ => "",
         };
+        let local = self.local_table();
         format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\n    \
-                event_id UUID,\n    \
-                account_id UInt64,\n    \
-                event_type String,\n    \
-                inserted_at DateTime DEFAULT now(),\n    \
-                source String,\n    \
-                method String,\n    \
-                status UInt16,\n    \
-                latency_us UInt64\n\
-            )\n\
-            ENGINE = ReplacingMergeTree\n\
-            PARTITION BY toYYYYMM(inserted_at)\n\
-            ORDER BY (account_id, inserted_at, event_id)\n\
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} {EVENTS_COLUMNS}\n\
+            ENGINE = {engine}\n\
+            PARTITION BY {EVENTS_PARTITION_BY}\n\
+            ORDER BY {EVENTS_ORDER_BY}\n\
             SETTINGS index_granularity = 8192{settings}",
-            table = self.qualified_table(),
+            table = self.qualified(&local),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("Replacing", &local, Spread::Sharded),
         )
+    }
+
+    /// On a cluster, `CREATE TABLE IF NOT EXISTS <name> ON CLUSTER ... ENGINE = Distributed`
+    /// over `<name>_local`, sharded by the sharding key; `None` on a single server.
+    fn create_distributed_sql(&self, name: &str, columns: &str) -> Option<String> {
+        let Topology::Cluster {
+            name: cluster,
+            sharding_key,
+        } = &self.topology
+        else {
+            return None;
+        };
+        Some(format!(
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} {columns}\n\
+            ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, {sharding_key})",
+            table = self.qualified(name),
+            on_cluster = self.on_cluster(),
+            database = self.database,
+            local = self.local(name),
+        ))
+    }
+
+    /// On a cluster, the `Distributed` events table every insert and query goes through.
+    pub fn create_distributed_table_sql(&self) -> Option<String> {
+        self.create_distributed_sql(&self.table, EVENTS_COLUMNS)
+    }
+
+    /// On a cluster, the `Distributed` rollup table queries go through.
+    pub fn create_distributed_rollup_sql(&self) -> Option<String> {
+        self.create_distributed_sql(&self.rollup_table(), ROLLUP_COLUMNS)
+    }
+
+    /// The settings every insert into the events table carries: on a cluster,
+    /// `insert_distributed_sync = 1`, so that an insert is acknowledged only once every
+    /// shard it touches has stored its rows (and, being the same block each time it is
+    /// sent, a retried one is dropped by the shard's replicated table).
+    pub fn insert_settings(&self) -> &'static [(&'static str, &'static str)] {
+        match self.topology {
+            Topology::Single => &[],
+            Topology::Cluster { .. } => &[("insert_distributed_sync", "1")],
+        }
+    }
+
+    /// On a cluster, `SYSTEM SYNC REPLICA` for a table replicated on every server (the
+    /// watch's log): the server then holds every row any server acknowledged before.
+    pub(crate) fn sync_replica_sql(&self, name: &str) -> Option<String> {
+        match self.topology {
+            Topology::Single => None,
+            Topology::Cluster { .. } => {
+                Some(format!("SYSTEM SYNC REPLICA {}", self.qualified(name)))
+            }
+        }
     }
 
     /// The rollup table's name: `<table>_daily`.
@@ -301,36 +476,44 @@ impl Schema {
     }
 
     /// The engine clause of a table of the `MergeTree` family: `family` is `""`,
-    /// `"Replacing"` or `"Aggregating"`, `args` the engine's arguments with their parentheses.
-    /// A cluster topology adds `Replicated` and its path here, in one place.
-    fn engine(&self, family: &str, args: &str) -> String {
+    /// `"Replacing"` or `"Aggregating"`, `local` the table's (local) name. A cluster adds
+    /// `Replicated` and the table's path in ZooKeeper here, in one place: per shard
+    /// (`/clickhouse/tables/{shard}/...`, replica `{replica}`) or one copy on every server
+    /// (`/clickhouse/tables/all/...`, replica `{shard}-{replica}`), from the servers' macros.
+    fn engine(&self, family: &str, local: &str, spread: Spread) -> String {
         match self.topology {
-            Topology::Single => format!("{family}MergeTree{args}"),
+            Topology::Single => format!("{family}MergeTree"),
+            Topology::Cluster { .. } => {
+                let (shard, replica) = match spread {
+                    Spread::Sharded => ("{shard}", "{replica}"),
+                    Spread::Everywhere => ("all", "{shard}-{replica}"),
+                };
+                format!(
+                    "Replicated{family}MergeTree('/clickhouse/tables/{shard}/{database}/{local}', '{replica}')",
+                    database = self.database,
+                )
+            }
         }
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the per-account, per-day rollup.
+    /// `CREATE TABLE IF NOT EXISTS ...` for the per-account, per-day rollup: on a cluster,
+    /// the local replicated table of each shard.
     pub fn create_rollup_table_sql(&self) -> String {
+        let local = self.local(&self.rollup_table());
         format!(
-            "CREATE TABLE IF NOT EXISTS {rollup} (\n    \
-                account_id UInt64,\n    \
-                day Date,\n    \
-                event_type String,\n    \
-                events AggregateFunction(uniqExact, UUID),\n    \
-                first_seen AggregateFunction(min, UInt32),\n    \
-                last_seen AggregateFunction(max, UInt32)\n\
-            )\n\
+            "CREATE TABLE IF NOT EXISTS {rollup}{on_cluster} {ROLLUP_COLUMNS}\n\
             ENGINE = {engine}\n\
             PARTITION BY toYYYYMM(day)\n\
             ORDER BY (account_id, day, event_type)",
-            rollup = self.qualified(&self.rollup_table()),
-            engine = self.engine("Aggregating", ""),
+            rollup = self.qualified(&local),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("Aggregating", &local, Spread::Sharded),
         )
     }
 
-    /// The `SELECT` that turns raw events into rollup rows, shared by the view and the
-    /// backfill; `filter` is a `WHERE` clause or empty.
-    fn rollup_select_sql(&self, filter: &str) -> String {
+    /// The `SELECT` that turns raw events of `from` into rollup rows, shared by the view and
+    /// the backfill; `filter` is a `WHERE` clause or empty.
+    fn rollup_select_sql(&self, from: &str, filter: &str) -> String {
         format!(
             "SELECT\n    \
                 account_id,\n    \
@@ -339,53 +522,74 @@ impl Schema {
                 uniqExactState(event_id) AS events,\n    \
                 minState(toUInt32(inserted_at)) AS first_seen,\n    \
                 maxState(toUInt32(inserted_at)) AS last_seen\n\
-            FROM {table}\n\
+            FROM {from}\n\
             {filter}\
             GROUP BY account_id, day, event_type",
-            table = self.qualified_table(),
         )
     }
 
     /// `CREATE MATERIALIZED VIEW IF NOT EXISTS ...` feeding the rollup from every insert into
-    /// the events table.
+    /// the events table: on a cluster, on each shard, from its local events table into its
+    /// local rollup table.
     pub fn create_rollup_view_sql(&self) -> String {
         format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}\nTO {rollup}\nAS {select}",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{on_cluster}\nTO {rollup}\nAS {select}",
             view = self.qualified(&self.rollup_view()),
-            rollup = self.qualified(&self.rollup_table()),
-            select = self.rollup_select_sql(""),
+            on_cluster = self.on_cluster(),
+            rollup = self.qualified(&self.local(&self.rollup_table())),
+            select = self.rollup_select_sql(&self.qualified(&self.local_table()), ""),
         )
     }
 
     /// `INSERT INTO <rollup> SELECT ...` for the raw rows of one month (`toYYYYMM`, such as
-    /// `202405`).
+    /// `202405`). On a cluster it reads and writes through the `Distributed` tables, and
+    /// must run with [`insert_settings`](Self::insert_settings).
     pub fn backfill_month_sql(&self, month: u32) -> String {
         format!(
             "INSERT INTO {rollup}\n{select}",
             rollup = self.qualified(&self.rollup_table()),
-            select = self.rollup_select_sql(&format!("WHERE toYYYYMM(inserted_at) = {month}\n")),
+            select = self.rollup_select_sql(
+                &self.qualified_table(),
+                &format!("WHERE toYYYYMM(inserted_at) = {month}\n")
+            ),
         )
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the backfill marker.
+    /// `CREATE TABLE IF NOT EXISTS ...` for the backfill marker: on a cluster, one table
+    /// replicated on every server, so that each sees the same marker.
     pub fn create_backfill_table_sql(&self) -> String {
+        let marker = self.backfill_table();
         format!(
-            "CREATE TABLE IF NOT EXISTS {marker} (\n    \
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n    \
                 month UInt32,\n    \
                 done_at DateTime DEFAULT now()\n\
             )\n\
             ENGINE = {engine}\n\
             ORDER BY month",
-            marker = self.qualified(&self.backfill_table()),
-            engine = self.engine("", ""),
+            table = self.qualified(&marker),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("", &marker, Spread::Everywhere),
         )
     }
 
     /// `CREATE TABLE IF NOT EXISTS ...` for the inactivity watch's record of its
     /// notifications.
+    ///
+    /// On a cluster it is one table replicated on every server (not sharded), and the watch
+    /// runs `SYSTEM SYNC REPLICA` on it before it reads its claims back. That keeps the
+    /// claim → settle → read-back protocol as correct as on one server when instances talk
+    /// to different servers: a claim is acknowledged only once it is in the table's
+    /// replication log in ZooKeeper, and `SYNC REPLICA` makes the server that is read hold
+    /// every entry of that log, so every claim acknowledged before the read-back is seen,
+    /// whichever server took it. A sharded table read through `Distributed` would not be:
+    /// the replica that answers for a shard may not yet have fetched a claim another
+    /// instance wrote to its sibling. The log is small (a row per transition), so one copy
+    /// per server costs nothing worth sharding. With ZooKeeper away, checks fail (and are
+    /// retried) rather than risk notifying twice.
     pub fn create_watch_table_sql(&self) -> String {
+        let watch = self.watch_table();
         format!(
-            "CREATE TABLE IF NOT EXISTS {watch} (\n    \
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n    \
                 watch String,\n    \
                 account_id UInt64,\n    \
                 kind Enum8('inactive' = 1, 'active' = 2),\n    \
@@ -397,9 +601,21 @@ impl Schema {
             )\n\
             ENGINE = {engine}\n\
             ORDER BY (watch, account_id, last_seen, kind)",
-            watch = self.qualified(&self.watch_table()),
-            engine = self.engine("", ""),
+            table = self.qualified(&watch),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("", &watch, Spread::Everywhere),
         )
+    }
+
+    /// Runs `sql` unless `name` already exists on the server `client` talks to: on a
+    /// cluster, `ON CLUSTER` DDL waits for every server, so a writer that starts while one
+    /// is down still finds the tables that exist.
+    async fn create(&self, client: &clickhouse::Client, name: &str, sql: &str) -> Result<()> {
+        if !matches!(self.topology, Topology::Single) && self.table_exists(client, name).await? {
+            return Ok(());
+        }
+        client.query(sql).execute().await?;
+        Ok(())
     }
 
     /// Reads the server version and refuses servers older than [`OLDEST_SUPPORTED`].
@@ -412,11 +628,19 @@ impl Schema {
     /// every column this crate writes with a type it can write, then creates the daily rollup
     /// ([`ensure_rollup`](Self::ensure_rollup)). Idempotent.
     pub async fn ensure(&self, client: &clickhouse::Client, version: ServerVersion) -> Result<()> {
-        client.query(&self.create_database_sql()).execute().await?;
-        client
-            .query(&self.create_table_sql(version))
-            .execute()
+        let exists: u64 = client
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(&self.database)
+            .fetch_one()
             .await?;
+        if exists == 0 {
+            client.query(&self.create_database_sql()).execute().await?;
+        }
+        self.create(client, &self.local_table(), &self.create_table_sql(version))
+            .await?;
+        if let Some(sql) = self.create_distributed_table_sql() {
+            self.create(client, &self.table, &sql).await?;
+        }
         self.check_columns(client).await?;
         self.ensure_rollup(client).await
     }
@@ -427,10 +651,12 @@ impl Schema {
     /// processes at once: the worst a race does is feed some rows twice, which the rollup
     /// absorbs.
     pub async fn ensure_rollup(&self, client: &clickhouse::Client) -> Result<()> {
-        client
-            .query(&self.create_rollup_table_sql())
-            .execute()
+        let rollup = self.rollup_table();
+        self.create(client, &self.local(&rollup), &self.create_rollup_table_sql())
             .await?;
+        if let Some(sql) = self.create_distributed_rollup_sql() {
+            self.create(client, &rollup, &sql).await?;
+        }
         if self.table_exists(client, &self.rollup_view()).await? {
             return Ok(());
         }
@@ -499,8 +725,12 @@ impl Schema {
             Err(error) => return Err(error.into()),
         };
         let mut copied = 0;
+        let mut insert = client.clone();
+        for (name, value) in self.insert_settings() {
+            insert = insert.with_setting(*name, *value);
+        }
         for month in months.into_iter().filter(|m| !done.contains(m)) {
-            client
+            insert
                 .query(&self.backfill_month_sql(month))
                 .execute()
                 .await?;
@@ -524,8 +754,9 @@ impl Schema {
     async fn drop_backfill_marker(&self, client: &clickhouse::Client) -> Result<()> {
         client
             .query(&format!(
-                "DROP TABLE IF EXISTS {}",
-                self.qualified(&self.backfill_table())
+                "DROP TABLE IF EXISTS {}{}",
+                self.qualified(&self.backfill_table()),
+                self.on_cluster()
             ))
             .execute()
             .await?;
@@ -534,11 +765,8 @@ impl Schema {
 
     /// Creates the inactivity watch's table if it is absent. Idempotent.
     pub async fn ensure_watch_table(&self, client: &clickhouse::Client) -> Result<()> {
-        client
-            .query(&self.create_watch_table_sql())
-            .execute()
-            .await?;
-        Ok(())
+        self.create(client, &self.watch_table(), &self.create_watch_table_sql())
+            .await
     }
 
     pub(crate) async fn table_exists(

@@ -284,6 +284,11 @@ impl InactivityWatch {
     }
 
     async fn read_log(&self) -> Result<Vec<LogRow>> {
+        // On a cluster, first fetch every claim any server has acknowledged (see
+        // `Schema::create_watch_table_sql` for why that keeps the protocol correct).
+        if let Some(sync) = self.schema().sync_replica_sql(&self.schema().watch_table()) {
+            self.client().query(&sync).execute().await?;
+        }
         Ok(self
             .client()
             .query(&format!(

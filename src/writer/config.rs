@@ -9,6 +9,7 @@ use crate::{
 
 use super::{
     Analytics, Worker,
+    servers::Servers,
     spool::{Fsync, Spool, SpoolConfig},
 };
 
@@ -19,7 +20,7 @@ use super::{
 /// worker to the caller instead.
 #[derive(Clone, Debug)]
 pub struct Builder {
-    pub(crate) url: String,
+    pub(crate) servers: Servers,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) schema: Schema,
@@ -40,7 +41,7 @@ pub struct Builder {
 impl Builder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            servers: Servers::parse(&url.into()),
             user: None,
             password: None,
             schema: Schema::default(),
@@ -57,6 +58,22 @@ impl Builder {
             dead_letter_dir: None,
             spool: None,
         }
+    }
+
+    /// The servers to write to, in order of preference, replacing the URL given to
+    /// [`Analytics::builder`]. Default: that URL (or the comma-separated URLs it lists).
+    ///
+    /// The writer sends to one server at a time and goes on to the next when one is down or
+    /// refuses a batch; a batch it retries elsewhere is the identical batch. On a cluster
+    /// ([`Topology::Cluster`](crate::schema::Topology)) any server of the cluster can take
+    /// any batch: list several so that a server being restarted stops nothing.
+    pub fn with_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.servers = Servers::new(urls.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The ClickHouse user. Default: none sent (the server's `default` user).
@@ -197,9 +214,7 @@ impl Builder {
 
     fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return bad("the ClickHouse URL must start with http:// or https://");
-        }
+        self.servers.validate()?;
         if self.queue_capacity == 0 {
             return bad("queue capacity must be at least 1");
         }

@@ -36,6 +36,7 @@
 mod collector;
 mod config;
 mod handle;
+mod servers;
 mod sink;
 mod spool;
 mod stats;

@@ -162,12 +162,20 @@ fn http_client(config: &Builder) -> clickhouse::Client {
     clickhouse::Client::with_http_client(http)
 }
 
-/// Writes batches to ClickHouse.
-pub(crate) struct Sink {
+/// The clients of one server.
+struct Server {
     /// Without a default database, for DDL and version checks.
     admin: clickhouse::Client,
     /// With the events' database, for inserts.
     insert: clickhouse::Client,
+}
+
+/// Writes batches to ClickHouse: to one server of the list at a time, going on to the next
+/// when one fails.
+pub(crate) struct Sink {
+    servers: Vec<Server>,
+    /// The server the next request goes to.
+    current: usize,
     version: Option<ServerVersion>,
     receive_timeout: Duration,
     send_timeout: Duration,
@@ -175,21 +183,31 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(config: &Builder) -> Self {
-        let mut admin = http_client(config)
-            .with_url(&config.url)
-            // Column types are checked once by `Schema::check_columns`, which works on every
-            // server version; plain RowBinary does too.
-            .with_validation(false);
-        if let Some(user) = &config.user {
-            admin = admin.with_user(user);
-        }
-        if let Some(password) = &config.password {
-            admin = admin.with_password(password);
-        }
-        let insert = admin.clone().with_database(config.schema.database());
+        let http = http_client(config);
+        let servers = config
+            .servers
+            .urls()
+            .iter()
+            .map(|url| {
+                let mut admin = http
+                    .clone()
+                    .with_url(url)
+                    // Column types are checked once by `Schema::check_columns`, which works
+                    // on every server version; plain RowBinary does too.
+                    .with_validation(false);
+                if let Some(user) = &config.user {
+                    admin = admin.with_user(user);
+                }
+                if let Some(password) = &config.password {
+                    admin = admin.with_password(password);
+                }
+                let insert = admin.clone().with_database(config.schema.database());
+                Server { admin, insert }
+            })
+            .collect();
         Self {
-            admin,
-            insert,
+            servers,
+            current: 0,
             version: None,
             receive_timeout: config.receive_timeout,
             send_timeout: config.send_timeout,
@@ -201,10 +219,20 @@ impl Sink {
         self.version
     }
 
+    /// Sends the next requests to the next server of the list (after a failure); the same
+    /// batch then goes there. With one server, does nothing.
+    pub(crate) fn next_server(&mut self) {
+        self.current = (self.current + 1) % self.servers.len();
+    }
+
+    fn server(&self) -> &Server {
+        &self.servers[self.current]
+    }
+
     /// Reads the server version (once), then creates or checks the table.
     pub(crate) async fn prepare(&mut self, schema: &Schema, create: bool) -> Result<()> {
         let timeout = self.receive_timeout;
-        let admin = &self.admin;
+        let admin = &self.servers[self.current].admin;
         let version = match self.version {
             Some(v) => v,
             None => with_timeout(timeout, Schema::server_version(admin)).await?,
@@ -220,10 +248,14 @@ impl Sink {
     /// Inserts `events` in one request and waits for ClickHouse's acknowledgement.
     pub(crate) async fn insert(&self, schema: &Schema, events: &[Event]) -> Result<()> {
         let mut insert = self
+            .server()
             .insert
             .insert::<EventRow<'_>>(schema.table())
             .await?
             .with_timeouts(Some(self.send_timeout), Some(self.receive_timeout));
+        for (name, value) in schema.insert_settings() {
+            insert = insert.with_setting(*name, *value);
+        }
         if let Some(token) = self.version.and_then(|v| dedup_token(v, events)) {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
