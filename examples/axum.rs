@@ -27,7 +27,10 @@
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
 //! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
-//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only).
+//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
+//! `IDP_ANALYTICS_CLUSTER` (default none: one server; with a cluster's name, the tables are
+//! created `ON CLUSTER` on it, and `CLICKHOUSE_URL` may list several of its servers,
+//! comma-separated: the writer goes on through them, the queries use the first).
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
@@ -46,7 +49,8 @@ use axum::{
 };
 use idp_analytics::{
     AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
-    admin, clickhouse, reporter::REPORTERS_ENV, schema::Schema,
+    admin, clickhouse, reporter::REPORTERS_ENV,
+    schema::{Schema, Topology},
 };
 use tower::ServiceBuilder;
 
@@ -57,14 +61,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut builder = Analytics::builder(&url).with_schema(Schema::new(database, "events")?);
+    let mut schema = Schema::new(database, "events")?;
+    if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
+        schema = schema.with_topology(Topology::cluster(cluster)?);
+    }
+    let mut builder = Analytics::builder(&url).with_schema(schema);
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
+    let first = url.split(',').next().unwrap_or_default().trim();
     let usage = Usage::new(
-        clickhouse::Client::default().with_url(&url),
+        clickhouse::Client::default().with_url(first),
         analytics.schema().clone(),
     );
     let app = app(analytics.clone(), reporters()?, usage.clone())?;

@@ -357,8 +357,9 @@ impl Schema {
         self.local(&self.table)
     }
 
-    /// `name`, or `<name>_local` on a cluster.
-    fn local(&self, name: &str) -> String {
+    /// The table that holds the rows of the table `name` (the events or the rollup): `name`
+    /// itself on a single server, `<name>_local` on each shard of a cluster.
+    pub fn local(&self, name: &str) -> String {
         match self.topology {
             Topology::Single => name.to_owned(),
             Topology::Cluster { .. } => format!("{name}_local"),
