@@ -49,7 +49,8 @@ use axum::{
 };
 use idp_analytics::{
     AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
-    admin, clickhouse, reporter::REPORTERS_ENV,
+    admin, clickhouse,
+    reporter::REPORTERS_ENV,
     schema::{Schema, Topology},
 };
 use tower::ServiceBuilder;

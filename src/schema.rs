@@ -653,8 +653,12 @@ impl Schema {
     /// absorbs.
     pub async fn ensure_rollup(&self, client: &clickhouse::Client) -> Result<()> {
         let rollup = self.rollup_table();
-        self.create(client, &self.local(&rollup), &self.create_rollup_table_sql())
-            .await?;
+        self.create(
+            client,
+            &self.local(&rollup),
+            &self.create_rollup_table_sql(),
+        )
+        .await?;
         if let Some(sql) = self.create_distributed_rollup_sql() {
             self.create(client, &rollup, &sql).await?;
         }
@@ -955,6 +959,83 @@ mod tests {
                 .create_backfill_table_sql()
                 .contains("ENGINE = MergeTree\n")
         );
+    }
+
+    #[test]
+    fn cluster_ddl() {
+        let schema = Schema::new("app", "ev")
+            .unwrap()
+            .with_topology(Topology::cluster("c1").unwrap());
+        assert_eq!(schema.topology().cluster_name(), Some("c1"));
+        assert_eq!(schema.local_table(), "ev_local");
+        assert_eq!(
+            schema.create_database_sql(),
+            "CREATE DATABASE IF NOT EXISTS `app` ON CLUSTER `c1`"
+        );
+        let table = schema.create_table_sql(ServerVersion::new(18, 16, 1));
+        assert!(table.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_local` ON CLUSTER `c1` ("));
+        assert!(table.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/app/ev_local', '{replica}')\n\
+             PARTITION BY toYYYYMM(inserted_at)\nORDER BY (account_id, inserted_at, event_id)"
+        ));
+        assert!(
+            !schema
+                .create_table_sql(ServerVersion::new(24, 3, 0))
+                .contains("non_replicated_deduplication_window")
+        );
+        let dist = schema.create_distributed_table_sql().unwrap();
+        assert!(dist.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev` ON CLUSTER `c1` ("));
+        assert!(
+            dist.ends_with("ENGINE = Distributed(`c1`, `app`, `ev_local`, cityHash64(account_id))")
+        );
+        assert_eq!(
+            schema.insert_settings(),
+            &[("insert_distributed_sync", "1")]
+        );
+
+        let rollup = schema.create_rollup_table_sql();
+        assert!(
+            rollup
+                .starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_daily_local` ON CLUSTER `c1` (")
+        );
+        assert!(rollup.contains("ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/app/ev_daily_local', '{replica}')"));
+        assert!(schema.create_distributed_rollup_sql().unwrap().ends_with(
+            "ENGINE = Distributed(`c1`, `app`, `ev_daily_local`, cityHash64(account_id))"
+        ));
+        let view = schema.create_rollup_view_sql();
+        assert!(view.starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `app`.`ev_daily_mv` ON CLUSTER `c1`\nTO `app`.`ev_daily_local`\nAS SELECT"
+        ));
+        assert!(view.contains("FROM `app`.`ev_local`\n"));
+        let backfill = schema.backfill_month_sql(202405);
+        assert!(backfill.starts_with("INSERT INTO `app`.`ev_daily`\nSELECT"));
+        assert!(backfill.contains("FROM `app`.`ev`\nWHERE"));
+        for (sql, name) in [
+            (schema.create_watch_table_sql(), "ev_watch"),
+            (schema.create_backfill_table_sql(), "ev_daily_backfill"),
+        ] {
+            assert!(sql.contains(&format!(
+                "ReplicatedMergeTree('/clickhouse/tables/all/app/{name}', '{{shard}}-{{replica}}')"
+            )), "{sql}");
+        }
+        assert_eq!(
+            schema.sync_replica_sql("ev_watch").as_deref(),
+            Some("SYSTEM SYNC REPLICA `app`.`ev_watch`")
+        );
+        assert_eq!(Schema::default().sync_replica_sql("x"), None);
+        assert!(Schema::default().insert_settings().is_empty());
+    }
+
+    #[test]
+    fn cluster_names_and_keys_are_checked() {
+        assert!(Topology::cluster("a-b").is_err());
+        assert!(Topology::cluster("").is_err());
+        let t = Topology::cluster("c").unwrap();
+        assert!(t.clone().with_sharding_key("account_id % 4").is_ok());
+        assert!(t.clone().with_sharding_key("rand()").is_err());
+        assert!(t.clone().with_sharding_key("account_id; DROP").is_err());
+        assert!(t.with_sharding_key("sipHash64(account_id)").is_ok());
+        assert_eq!(Topology::Single.cluster_name(), None);
     }
 
     #[test]

@@ -128,7 +128,11 @@ async fn three_writers_with_a_replica_killed_write_each_event_once() {
                     let events = (0..1000)
                         .map(|i| {
                             let n = chunk * 1000 + i;
-                            Event::new(1 + (n * 7 + w as u64) % 997, ["search", "view", "edit"][(n % 3) as usize]).unwrap()
+                            Event::new(
+                                1 + (n * 7 + w as u64) % 997,
+                                ["search", "view", "edit"][(n % 3) as usize],
+                            )
+                            .unwrap()
                         })
                         .collect();
                     analytics.try_record_all(events).unwrap();
@@ -153,7 +157,10 @@ async fn three_writers_with_a_replica_killed_write_each_event_once() {
         assert!(report.unwritten.is_empty(), "{report:?}");
         retried += analytics.stats().retried_batches;
     }
-    assert!(at_kill < 3 * PER_WRITER, "the kill came after the last write");
+    assert!(
+        at_kill < 3 * PER_WRITER,
+        "the kill came after the last write"
+    );
     eprintln!("written at the kill: {at_kill}; batches retried: {retried}");
 
     let per_shard = check_shards(&servers, &schema).await;
@@ -189,12 +196,14 @@ async fn a_retry_after_a_lost_answer_leaves_no_duplicate() {
     analytics.try_record_all(events).unwrap();
     let report = analytics.shutdown(Duration::from_secs(60)).await;
     assert!(report.unwritten.is_empty(), "{report:?}");
-    assert!(analytics.stats().retried_batches >= 1, "the answer was not cut");
+    assert!(
+        analytics.stats().retried_batches >= 1,
+        "the answer was not cut"
+    );
     check_shards(&servers, &schema).await;
     // No FINAL, no merge: the retried block was dropped by the shards' replicated tables.
     assert_eq!(counts(&servers[2], &schema).await, (5001, 5001, 5001));
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_away_for_30_s_pauses_the_writer_and_loses_nothing() {
@@ -241,7 +250,11 @@ async fn zookeeper_away_for_30_s_pauses_the_writer_and_loses_nothing() {
     })
     .await;
     let report = analytics.shutdown(Duration::from_secs(120)).await;
-    assert!(resumed, "the writer did not resume: {:?}", analytics.stats());
+    assert!(
+        resumed,
+        "the writer did not resume: {:?}",
+        analytics.stats()
+    );
     assert!(report.unwritten.is_empty(), "{report:?}");
     assert!(
         before_back.retried_batches > during.retried_batches,
@@ -263,8 +276,15 @@ fn usage_events(now: SystemTime) -> Vec<Event> {
     for account in 1..=40u64 {
         // Account a is last seen a/2 days ago, with a few events on earlier days.
         for k in 0..(account % 5 + 1) {
-            let at = now - Duration::from_secs(account * DAY.as_secs() / 2 + k * DAY.as_secs() + 37 * account);
-            events.push(common::event_at(account, ["search", "view"][(k % 2) as usize], at));
+            let at = now
+                - Duration::from_secs(
+                    account * DAY.as_secs() / 2 + k * DAY.as_secs() + 37 * account,
+                );
+            events.push(common::event_at(
+                account,
+                ["search", "view"][(k % 2) as usize],
+                at,
+            ));
         }
     }
     events
@@ -288,22 +308,50 @@ async fn usage_and_inactive_accounts_equal_a_single_server() {
     let one = Usage::new(common::client(), single.clone());
     let many = Usage::new(servers[3].client(), schema.clone());
     let today = Day::today();
-    for days in [Days::ending(today, 30), Days::ending(today, 7), Days::new(today.sub_days(20), today.sub_days(5)).unwrap()] {
+    for days in [
+        Days::ending(today, 30),
+        Days::ending(today, 7),
+        Days::new(today.sub_days(20), today.sub_days(5)).unwrap(),
+    ] {
         for account in [1, 2, 7, 19, 40, 41] {
-            assert_eq!(one.account(account, days).await.unwrap(), many.account(account, days).await.unwrap());
+            assert_eq!(
+                one.account(account, days).await.unwrap(),
+                many.account(account, days).await.unwrap()
+            );
         }
         for period in [Period::Day, Period::Week] {
-            assert_eq!(one.active_accounts(days, period).await.unwrap(), many.active_accounts(days, period).await.unwrap());
+            assert_eq!(
+                one.active_accounts(days, period).await.unwrap(),
+                many.active_accounts(days, period).await.unwrap()
+            );
         }
-        assert_eq!(one.top_event_types(days, 10).await.unwrap(), many.top_event_types(days, 10).await.unwrap());
-        assert_eq!(one.top_accounts(days, 10).await.unwrap(), many.top_accounts(days, 10).await.unwrap());
-        assert_eq!(one.events_per_day(&[1, 3, 8], days).await.unwrap(), many.events_per_day(&[1, 3, 8], days).await.unwrap());
+        assert_eq!(
+            one.top_event_types(days, 10).await.unwrap(),
+            many.top_event_types(days, 10).await.unwrap()
+        );
+        assert_eq!(
+            one.top_accounts(days, 10).await.unwrap(),
+            many.top_accounts(days, 10).await.unwrap()
+        );
+        assert_eq!(
+            one.events_per_day(&[1, 3, 8], days).await.unwrap(),
+            many.events_per_day(&[1, 3, 8], days).await.unwrap()
+        );
     }
-    assert_eq!(one.last_seen().await.unwrap(), many.last_seen().await.unwrap());
-    let known = [KnownAccount::new(500, now - 30 * DAY), KnownAccount::new(3, now - 30 * DAY)];
+    assert_eq!(
+        one.last_seen().await.unwrap(),
+        many.last_seen().await.unwrap()
+    );
+    let known = [
+        KnownAccount::new(500, now - 30 * DAY),
+        KnownAccount::new(3, now - 30 * DAY),
+    ];
     for quiet in [DAY, 5 * DAY, 12 * DAY] {
         let a = one.inactive_accounts(now - quiet, &known).await.unwrap();
-        assert_eq!(a, many.inactive_accounts(now - quiet, &known).await.unwrap());
+        assert_eq!(
+            a,
+            many.inactive_accounts(now - quiet, &known).await.unwrap()
+        );
         assert!(!a.is_empty());
     }
 }
@@ -316,7 +364,13 @@ async fn two_watches_on_different_servers_notify_once() {
     let now = SystemTime::now();
     let analytics = writer(&schema, urls_from(&servers, 0), 10_000);
     let events: Vec<Event> = (1..=30u64)
-        .map(|a| common::event_at(a, "search", now - Duration::from_secs(a * DAY.as_secs() / 3)))
+        .map(|a| {
+            common::event_at(
+                a,
+                "search",
+                now - Duration::from_secs(a * DAY.as_secs() / 3),
+            )
+        })
         .collect();
     analytics.try_record_all(events).unwrap();
     let report = analytics.shutdown(Duration::from_secs(60)).await;
@@ -325,10 +379,13 @@ async fn two_watches_on_different_servers_notify_once() {
     let inbox: Arc<Mutex<Vec<Notification>>> = Arc::default();
     let watch = |server: &Server| {
         let inbox = inbox.clone();
-        InactivityWatch::builder(Usage::new(server.client(), schema.clone()), move |n: Notification| {
-            inbox.lock().unwrap().push(n);
-            async { Ok::<_, std::io::Error>(()) }
-        })
+        InactivityWatch::builder(
+            Usage::new(server.client(), schema.clone()),
+            move |n: Notification| {
+                inbox.lock().unwrap().push(n);
+                async { Ok::<_, std::io::Error>(()) }
+            },
+        )
         .with_threshold(5 * DAY)
         .with_settle_delay(Duration::from_millis(500))
         .build()
@@ -364,7 +421,11 @@ async fn the_axum_example_on_the_cluster_records_each_request_once() {
     .await;
     for i in 0..200u64 {
         let status = app
-            .send(http::Method::GET, &format!("/projects/{i}"), Some(1 + i % 9))
+            .send(
+                http::Method::GET,
+                &format!("/projects/{i}"),
+                Some(1 + i % 9),
+            )
             .await;
         assert!(status.is_success(), "{status}");
     }

@@ -35,7 +35,9 @@ impl Servers {
     /// At least one URL, each `http://` or `https://`.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.urls.is_empty() {
-            return Err(Error::Config("at least one ClickHouse URL is needed".into()));
+            return Err(Error::Config(
+                "at least one ClickHouse URL is needed".into(),
+            ));
         }
         if let Some(bad) = self
             .urls

@@ -93,12 +93,17 @@ pub async fn database(name: &str) -> Schema {
         .unwrap();
     for db in old {
         client
-            .query(&format!("DROP DATABASE IF EXISTS `{db}` ON CLUSTER `{cluster}`"))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS `{db}` ON CLUSTER `{cluster}`"
+            ))
             .execute()
             .await
             .unwrap();
     }
-    let db = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let db = format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     Schema::new(db, "events")
         .unwrap()
         .with_topology(Topology::cluster(cluster).unwrap())
