@@ -49,8 +49,11 @@ async fn counts(server: &Server, schema: &Schema) -> (u64, u64, u64) {
     (all, unique, raw)
 }
 
-/// Each server's local rows: count, distinct ids, a checksum of the ids, and the accounts.
-async fn local_rows(server: &Server, schema: &Schema) -> ((u64, u64, u64), BTreeSet<u64>) {
+/// A server's local rows: count, distinct ids, a checksum of the ids, and the accounts.
+type LocalRows = ((u64, u64, u64), BTreeSet<u64>);
+
+/// Each server's local rows.
+async fn local_rows(server: &Server, schema: &Schema) -> LocalRows {
     let client = server.client();
     let table = schema.qualified(&schema.local_table());
     let summary: (u64, u64, u64) = client
@@ -72,7 +75,7 @@ async fn local_rows(server: &Server, schema: &Schema) -> ((u64, u64, u64), BTree
 /// exactly one shard. Returns the rows per shard.
 async fn check_shards(servers: &[Server], schema: &Schema) -> Vec<u64> {
     cluster::sync(servers, schema, &schema.local_table()).await;
-    let mut per_shard: BTreeMap<u32, ((u64, u64, u64), BTreeSet<u64>)> = BTreeMap::new();
+    let mut per_shard: BTreeMap<u32, LocalRows> = BTreeMap::new();
     for server in servers {
         let rows = local_rows(server, schema).await;
         assert_eq!(rows.0.0, rows.0.1, "a duplicate row on {}", server.url);
