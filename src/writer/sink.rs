@@ -391,6 +391,21 @@ mod tests {
             classify(&bad("500 Internal Server Error")),
             Failure::Transient
         );
+        // ZooKeeper away on a cluster: the replicated tables are read-only until it is
+        // back; the writer retries (events kept) and does not pause, so events are still
+        // taken meanwhile.
+        assert_eq!(
+            classify(&bad(
+                "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"
+            )),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify(&bad(
+                "Code: 999, e.displayText() = Coordination::Exception: Connection loss"
+            )),
+            Failure::Transient
+        );
         assert_eq!(
             classify(&Error::ClickHouse(clickhouse::error::Error::TimedOut)),
             Failure::Transient
