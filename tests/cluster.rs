@@ -447,3 +447,49 @@ async fn the_axum_example_on_the_cluster_records_each_request_once() {
     let (all, unique, raw) = counts(&servers[1], &schema).await;
     assert_eq!((all, unique), (raw, raw));
 }
+
+#[tokio::test]
+async fn the_rollup_backfill_runs_on_the_cluster() {
+    let _serial = SERIAL.lock().await;
+    let schema = cluster::database("backfill").await;
+    let servers = cluster::servers().await;
+    let now = SystemTime::now();
+    let analytics = writer(&schema, urls_from(&servers, 0), 10_000);
+    analytics.try_record_all(usage_events(now)).unwrap();
+    let report = analytics.shutdown(Duration::from_secs(60)).await;
+    assert!(report.unwritten.is_empty(), "{report:?}");
+    let expected = Usage::new(servers[0].client(), schema.clone())
+        .with_read_from(idp_analytics::usage::ReadFrom::Events);
+    let days = Days::ending(Day::today(), 40);
+    let want = expected.top_accounts(days, 100).await.unwrap();
+
+    // As if the rollup came after the events: drop it and its view everywhere.
+    let client = servers[1].client();
+    let on = format!(" ON CLUSTER `{}`", cluster::name());
+    for name in [
+        schema.rollup_view(),
+        schema.rollup_table(),
+        schema.local(&schema.rollup_table()),
+    ] {
+        client
+            .query(&format!(
+                "DROP TABLE IF EXISTS {}{on}",
+                schema.qualified(&name)
+            ))
+            .execute()
+            .await
+            .unwrap();
+    }
+    schema.ensure_rollup(&client).await.unwrap();
+    assert!(!schema.rollup_ready(&client).await.unwrap());
+    assert!(schema.backfill_rollup(&client).await.unwrap() >= 1);
+    for server in &servers {
+        assert!(
+            schema.rollup_ready(&server.client()).await.unwrap(),
+            "{}",
+            server.url
+        );
+    }
+    let rollup = Usage::new(servers[2].client(), schema.clone());
+    assert_eq!(rollup.top_accounts(days, 100).await.unwrap(), want);
+}
