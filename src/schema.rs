@@ -104,11 +104,23 @@
 //!
 //! # Topology
 //!
-//! All DDL goes through [`Schema`], which knows the [`Topology`] it is built for: a single
-//! server today; a cluster (`ReplicatedMergeTree` behind a `Distributed` table, `ON CLUSTER`
-//! DDL) is a further variant of the same type, not a different code path. Every engine clause
-//! comes from one place ([`Schema`]'s `engine` helper), so a cluster variant changes that
-//! helper and the `ON CLUSTER` clause, not each statement.
+//! All DDL goes through [`Schema`], which knows the [`Topology`] it is built for. On a
+//! single server the tables are as above. On a cluster ([`Topology::cluster`]) every
+//! statement gets `ON CLUSTER`, and the engine clause (one helper for every table) becomes
+//! the replicated engine of the same family:
+//!
+//! - the events go to `<table>_local`, a `ReplicatedReplacingMergeTree` with the same key
+//!   and partitions on each shard, behind `<table>`, a `Distributed` table sharded by the
+//!   sharding key (an expression of `account_id`: one account's rows live on one shard);
+//! - the rollup is `<table>_daily_local`, a `ReplicatedAggregatingMergeTree` on each shard
+//!   fed by the materialized view on that shard's `<table>_local`, behind a `Distributed`
+//!   `<table>_daily`; an account's rollup rows are complete on its shard;
+//! - the backfill marker and the watch's table are replicated on every server (one copy
+//!   each, not sharded); see [`Schema::create_watch_table_sql`] for why the watch's is.
+//!
+//! Queries name the same tables on both topologies (`<table>`, `<table>_daily`): on a
+//! cluster they read through the `Distributed` tables. Inserts carry
+//! [`Schema::insert_settings`] (`insert_distributed_sync = 1` on a cluster).
 
 use std::{fmt, str::FromStr};
 
