@@ -13,6 +13,11 @@
 //!   timeouts and server errors with exponential backoff and jitter. A retried batch carries
 //!   the same `event_id`s (and, from ClickHouse 22.2 on, the same
 //!   `insert_deduplication_token`), so no duplicate is visible;
+//! - sends to one server of its list at a time ([`with_urls`](Builder::with_urls)) and goes
+//!   on to the next with the same batch when one fails; on a cluster
+//!   ([`Topology::Cluster`](crate::schema::Topology)) it inserts through the `Distributed`
+//!   table with `insert_distributed_sync = 1`, so a batch is acknowledged once every shard
+//!   has its rows, and a retried batch is dropped by each shard as an identical block;
 //! - sets batches ClickHouse refuses as bad data aside in a dead-letter file, and pauses
 //!   (keeping the events) on authentication and missing-table errors.
 //!
