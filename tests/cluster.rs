@@ -144,6 +144,7 @@ async fn three_writers_with_a_replica_killed_write_each_event_once() {
             })
         })
         .collect();
+    let _restore = cluster::Restore;
     // Mid-run: SIGKILL shard 1's first replica, the one the first writer prefers.
     let written = || writers.iter().map(|w| w.stats().written).sum::<u64>();
     assert!(common::eventually(Duration::from_secs(120), || async { written() >= 60_000 }).await);
@@ -240,6 +241,7 @@ async fn zookeeper_away_for_30_s_pauses_the_writer_and_loses_nothing() {
         })
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let _restore = cluster::Restore;
     cluster::script(&["zookeeper-stop"]);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let during = analytics.stats();

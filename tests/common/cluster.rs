@@ -121,3 +121,15 @@ pub async fn sync(servers: &[Server], schema: &Schema, table: &str) {
             .unwrap();
     }
 }
+
+/// Runs `scripts/cluster start` when dropped: a test that kills a server or stops ZooKeeper
+/// leaves the cluster whole for the next one, even when it fails.
+pub struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster"))
+            .arg("start")
+            .output();
+    }
+}
