@@ -110,6 +110,7 @@
 mod auth;
 mod config;
 mod decode;
+mod resend;
 mod response;
 #[cfg(feature = "axum")]
 mod router;
@@ -119,5 +120,6 @@ mod validate;
 
 pub use auth::{REPORTERS_ENV, Reporters};
 pub use config::{MAX_CLOCK_SKEW, Reporter, ReporterBuilder};
+pub use resend::RECENT_IDS;
 pub use response::ResponseBody;
 pub use service::{ReporterService, ResponseFuture};

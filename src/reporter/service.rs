@@ -28,6 +28,7 @@ use crate::{
 use super::{
     auth::Reporters,
     decode::{self, Batch, Item},
+    resend::{Resends, Unchecked},
     response::{self, ItemError, ResponseBody},
     validate::{self, Window},
 };
@@ -39,6 +40,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) analytics: Analytics,
+    pub(crate) resends: Resends,
     pub(crate) reporters: Reporters,
     pub(crate) confirm_writes: bool,
     pub(crate) window: Window,
@@ -189,10 +191,19 @@ where
         Endpoint::Single => single(settings, source, &body, now),
         Endpoint::Batch => batch(settings, source, &body, now),
     };
-    match events {
-        Ok(events) => enqueue(settings, events).await,
-        Err(refusal) => refusal.into_response(),
+    let mut events = match events {
+        Ok(events) => events,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Err(Unchecked(error)) = settings.resends.settle(source, &mut events, now).await {
+        tracing::warn!(%error, "could not look up earlier reports of resent events");
+        return response::unavailable(
+            "the earlier reports of this eventId could not be looked up; retry later, \
+             or send a timestamp with it",
+            settings.retry_after,
+        );
     }
+    enqueue(settings, events).await
 }
 
 /// The `Content-Length`, if there is one and it is a number.
