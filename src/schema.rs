@@ -18,13 +18,18 @@
 //! )
 //! ENGINE = ReplacingMergeTree
 //! PARTITION BY toYYYYMM(inserted_at)
-//! ORDER BY (account_id, inserted_at, event_id)
+//! ORDER BY (account_id, inserted_at, event_id, source)
 //! ```
 //!
-//! `ReplacingMergeTree` keyed by `(account_id, inserted_at, event_id)` makes a row written
-//! twice (a retried or replayed batch) one row after a merge, and at once for queries that
-//! read with `FINAL` or count `uniqExact(event_id)`. The key also serves the queries this
-//! crate exists for: one account's usage over time. On servers from 22.2 on, the table also
+//! `ReplacingMergeTree` keyed by `(account_id, inserted_at, event_id, source)` makes a row
+//! written twice (a retried or replayed batch, a reporter's resend) one row after a merge,
+//! and at once for queries that read with `FINAL` or count `uniqExact(event_id)`. The key
+//! also serves the queries this crate exists for: one account's usage over time.
+//! [`EVENTS_KEY`] says why it is this key, in the one place the DDL takes it from.
+//!
+//! A table made with the earlier key, `(account_id, inserted_at, event_id)`, keeps working,
+//! but lets one reporter replace another's event; [`Schema::ensure`] warns about it, and
+//! [`Schema::migrate_key`] moves it to the current key, copying it one month at a time. On servers from 22.2 on, the table also
 //! gets a deduplication window so that a retried insert carrying the same
 //! `insert_deduplication_token` is dropped by the server before it is stored.
 //!
@@ -462,6 +467,16 @@ impl Schema {
             .execute()
             .await?;
         self.check_columns(client).await?;
+        if let Some(key) = self.sorting_key(client).await?
+            && key != EVENTS_KEY.sorting_key
+        {
+            tracing::warn!(
+                table = %self.qualified_table(),
+                key,
+                expected = EVENTS_KEY.sorting_key,
+                "the events table has an older key; Schema::migrate_key moves it to the current one"
+            );
+        }
         self.ensure_rollup(client).await
     }
 
@@ -616,8 +631,8 @@ impl Schema {
         format!("{}_before_key_migration", self.table)
     }
 
-    /// Moves an events table made with an older key (before 0.1's `source` joined it,
-    /// `ORDER BY (account_id, inserted_at, event_id)`) to [`EVENTS_KEY`]. ClickHouse cannot
+    /// Moves an events table made with an older key (such as
+    /// `ORDER BY (account_id, inserted_at, event_id)`, without `source`) to [`EVENTS_KEY`]. ClickHouse cannot
     /// change a sorting key in place, so this copies the rows, one month (one partition) at a
     /// time, into a new table `<table>_migrating`, then swaps the names in one `RENAME`: the
     /// new table becomes `<table>`, the old one `<table>_before_key_migration`, kept until
@@ -892,7 +907,12 @@ mod tests {
         assert!(!old.contains("non_replicated_deduplication_window"));
         assert!(new.contains("non_replicated_deduplication_window"));
         assert!(old.contains("ENGINE = ReplacingMergeTree"));
-        assert!(old.contains("ORDER BY (account_id, inserted_at, event_id)"));
+        assert!(old.contains("PARTITION BY toYYYYMM(inserted_at)\nORDER BY (account_id, inserted_at, event_id, source)\n"));
+        assert_eq!(
+            EVENTS_KEY.order_by,
+            format!("({})", EVENTS_KEY.sorting_key),
+            "the two spellings of the key agree"
+        );
     }
 
     #[test]
