@@ -49,6 +49,15 @@ impl Reporter {
         ReporterService::new(self.settings.clone(), Route::ByPath)
     }
 
+    /// The endpoint's OpenAPI 3.1 document (feature `openapi`, on by default), with this
+    /// reporter's limits, as served at `GET /openapi.json`: pretty JSON ending with a
+    /// newline. `docs/openapi/reporter.json` in the repository is the document of a
+    /// reporter with the default settings.
+    #[cfg(feature = "openapi")]
+    pub fn openapi_json(&self) -> bytes::Bytes {
+        self.settings.openapi_json()
+    }
+
     #[cfg(feature = "axum")]
     pub(crate) fn route(&self, route: Route) -> ReporterService {
         ReporterService::new(self.settings.clone(), route)
@@ -190,6 +199,8 @@ impl ReporterBuilder {
                 max_batch_body_bytes: self.max_batch_body_bytes,
                 max_batch_len: self.max_batch_len,
                 retry_after: self.retry_after,
+                #[cfg(feature = "openapi")]
+                openapi: std::sync::OnceLock::new(),
             }),
         }
     }

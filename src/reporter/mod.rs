@@ -131,6 +131,8 @@
 mod auth;
 mod config;
 mod decode;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod resend;
 mod response;
 #[cfg(feature = "axum")]
