@@ -638,8 +638,8 @@ async fn reporter_refuses_bad_account_ids() {
             "accountId must be a whole number from 0 to 18446744073709551615, not 1.5",
         ),
         (
-            "1.0",
-            "accountId must be a whole number from 0 to 18446744073709551615, not 1.0",
+            "1.25e1",
+            "accountId must be a whole number from 0 to 18446744073709551615, not 12.5",
         ),
         ("-1", "accountId must not be negative"),
         (

@@ -1,6 +1,6 @@
 //! From a decoded JSON object to an [`Event`], or the list of what is wrong with it.
 //!
-//! The fields are `accountId` (required, a whole number from 0 to `u64::MAX`), `event`
+//! The fields are `accountId` (required, a whole number from 0 to `u64::MAX`, `7.0` too), `event`
 //! (required, a string of 1 to 128 bytes without control characters), `timestamp`
 //! (optional: an RFC 3339 string or Unix seconds) and `eventId` (optional: a UUID). Every
 //! problem names its field.
@@ -162,10 +162,18 @@ fn optional(value: Option<Value>) -> Option<Value> {
 fn account(value: &Value) -> Result<u64, String> {
     const RANGE: &str = "must be a whole number from 0 to 18446744073709551615";
     match value {
-        Value::Number(n) => match n.as_u64() {
-            Some(id) => Ok(id),
-            None if n.is_i64() => Err("must not be negative".into()),
-            None => Err(format!("{RANGE}, not {n}")),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(id), _) => Ok(id),
+            (None, _) if n.is_i64() => Err("must not be negative".into()),
+            // A whole number written with a fraction (`7.0`) is an integer to JSON Schema, and
+            // so to the endpoint's OpenAPI document. Below 2^64, such an f64 is exactly a u64.
+            (None, Some(f))
+                if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) =>
+            {
+                Ok(f as u64)
+            }
+            (None, Some(f)) if f < 0.0 => Err("must not be negative".into()),
+            (None, _) => Err(format!("{RANGE}, not {n}")),
         },
         other => Err(format!("{RANGE}, not {}", kind(other))),
     }
@@ -336,7 +344,17 @@ mod tests {
         assert_eq!(value(json!([1])), format!("{range} an array"));
         assert_eq!(value(json!({"id": 1})), format!("{range} an object"));
         assert_eq!(value(json!(1.5)), format!("{range} 1.5"));
-        assert_eq!(value(json!(1.0)), format!("{range} 1.0"));
+        assert_eq!(value(json!(-2.0)), "accountId must not be negative");
+        assert_eq!(value(json!(1e20)), format!("{range} 1e+20"));
+        // A whole number with a fraction is the whole number, as JSON Schema has it.
+        for (number, id) in [
+            (json!(1.0), 1),
+            (json!(181225.0), 181_225),
+            (json!(1e19), 10u64.pow(19)),
+        ] {
+            let e = check(json!({"accountId": number, "event": "x"})).unwrap();
+            assert_eq!(e.account_id(), id);
+        }
         // What serde_json makes of u64::MAX + 1.
         let too_big: Value = serde_json::from_str("18446744073709551616").unwrap();
         assert!(value(too_big).starts_with(range));
