@@ -1,6 +1,7 @@
-//! The reporter's OpenAPI document: generated, served at `GET /openapi.json`, and checked in
-//! as `docs/openapi/reporter.json`. When the generated document changes, this test fails
-//! until the checked-in copy is updated: `UPDATE_OPENAPI=1 cargo test --test openapi`.
+//! The OpenAPI documents of the reporter and of the admin router: generated, served at
+//! `GET /openapi.json`, and checked in as `docs/openapi/reporter.json` and
+//! `docs/openapi/admin.json`. When a generated document changes, this test fails until the
+//! checked-in copy is updated: `UPDATE_OPENAPI=1 cargo test --test openapi`.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -13,6 +14,20 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi/reporter.json");
+const ADMIN_CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi/admin.json");
+
+/// Fails unless the file at `path` holds `generated`; with `UPDATE_OPENAPI` set, writes it.
+fn assert_checked_in(path: &str, generated: &str) {
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "{path} differs from the generated document; \
+         run `UPDATE_OPENAPI=1 cargo test --test openapi` and commit the change"
+    );
+}
 
 fn reporter() -> Reporter {
     // No server is needed: the document is made from the configuration alone.
@@ -51,16 +66,49 @@ where
 #[tokio::test]
 async fn the_checked_in_document_is_the_generated_one() {
     let generated = reporter().openapi_json();
-    let generated = std::str::from_utf8(&generated).unwrap();
-    if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(CHECKED_IN, generated).unwrap();
-    }
-    let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "docs/openapi/reporter.json differs from the generated document; \
-         run `UPDATE_OPENAPI=1 cargo test --test openapi` and commit the change"
+    assert_checked_in(CHECKED_IN, std::str::from_utf8(&generated).unwrap());
+    assert_checked_in(ADMIN_CHECKED_IN, idp_analytics::Admin::openapi_json());
+}
+
+#[tokio::test]
+async fn the_admin_document_is_served_behind_the_guard() {
+    let usage = idp_analytics::Usage::new(
+        clickhouse::Client::default().with_url("http://127.0.0.1:9"),
+        idp_analytics::schema::Schema::default(),
     );
+    let admin: axum::Router = axum::Router::new().nest(
+        "/admin/analytics",
+        idp_analytics::Admin::new(usage, idp_analytics::admin::bearer("admin-demo")).into_router(),
+    );
+    let (status, _, _) = get(admin.clone(), Method::GET, "/admin/analytics/openapi.json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let request = Request::get("/admin/analytics/openapi.json")
+        .header("authorization", "Bearer admin-demo")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = admin.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, idp_analytics::Admin::openapi_json().as_bytes());
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/inactive",
+        "/accounts",
+        "/accounts/{id}/usage",
+        "/active",
+        "/event-types",
+    ] {
+        let op = &doc["paths"][path]["get"];
+        assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{path}");
+        for status in ["200", "400", "401", "500", "503"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    let usage = &doc["components"]["schemas"]["AccountUsage"];
+    assert!(usage["properties"]["perDay"].is_object(), "{usage}");
+    assert_eq!(doc["components"]["schemas"]["Day"]["format"], "date");
 }
 
 #[tokio::test]
