@@ -15,6 +15,9 @@
 //! | `timestamp` | optional | an RFC 3339 date-time or Unix seconds; at most [`MAX_CLOCK_SKEW`] ahead and, by default, 7 days old |
 //! | `eventId` | optional | a UUID, any version; an event sent again with the same `eventId` is still one row (see below) |
 //!
+//! `GET /openapi.json` (feature `openapi`, on by default) answers the endpoint's OpenAPI 3.1
+//! document, with this reporter's limits ([`Reporter::openapi_json`]).
+//!
 //! Each reporter sends its own bearer token ([`Reporters`]); its name goes into the events'
 //! `source` column. A batch is taken whole or not at all.
 //!

@@ -134,18 +134,26 @@ impl Resends {
             account_id: e.account_id(),
             event_id: e.event_id(),
         };
-        let unsettled: Vec<usize> = events
+        let timeless: Vec<usize> = events
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.unix_seconds() == now && e.event_id().get_timestamp().is_none())
+            .filter(|(_, e)| e.event_id().get_timestamp().is_none())
             .map(|(i, _)| i)
             .collect();
-        if unsettled.is_empty() {
+        if timeless.is_empty() {
             return Ok(());
         }
+        let (unsettled, timed): (Vec<usize>, Vec<usize>) = timeless
+            .into_iter()
+            .partition(|&i| events[i].unix_seconds() == now);
         let unknown: Vec<usize> = {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             recent.forget_old(now, self.window, self.capacity);
+            // An event sent with its `timestamp` keeps it, and a resend of it without one
+            // takes it from here until it is written.
+            for &i in &timed {
+                recent.first(key(&events[i]), events[i].unix_seconds(), now);
+            }
             unsettled
                 .into_iter()
                 .filter(|&i| match recent.times.get(&key(&events[i])) {
