@@ -436,6 +436,13 @@ impl Analytics {
         &self.shared().config.schema
     }
 
+    /// A new client for this writer's first server and credentials (no default database),
+    /// for the reads that go with writing, such as the reporter's look-up of resent ids.
+    pub(crate) fn query_client(&self) -> clickhouse::Client {
+        let config = &self.shared().config;
+        super::sink::admin_client(config, &config.servers.urls()[0])
+    }
+
     /// Stops taking events, writes everything queued, and waits until ClickHouse has
     /// acknowledged it, for at most `deadline`. Events still unwritten then are returned.
     ///

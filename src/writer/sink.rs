@@ -181,26 +181,31 @@ pub(crate) struct Sink {
     send_timeout: Duration,
 }
 
+/// A client for the server at `url` with the writer's credentials, without a default
+/// database.
+pub(crate) fn admin_client(config: &Builder, url: &str) -> clickhouse::Client {
+    let mut admin = http_client(config)
+        .with_url(url)
+        // Column types are checked once by `Schema::check_columns`, which works on every
+        // server version; plain RowBinary does too.
+        .with_validation(false);
+    if let Some(user) = &config.user {
+        admin = admin.with_user(user);
+    }
+    if let Some(password) = &config.password {
+        admin = admin.with_password(password);
+    }
+    admin
+}
+
 impl Sink {
     pub(crate) fn new(config: &Builder) -> Self {
-        let http = http_client(config);
         let servers = config
             .servers
             .urls()
             .iter()
             .map(|url| {
-                let mut admin = http
-                    .clone()
-                    .with_url(url)
-                    // Column types are checked once by `Schema::check_columns`, which works
-                    // on every server version; plain RowBinary does too.
-                    .with_validation(false);
-                if let Some(user) = &config.user {
-                    admin = admin.with_user(user);
-                }
-                if let Some(password) = &config.password {
-                    admin = admin.with_password(password);
-                }
+                let admin = admin_client(config, url);
                 let insert = admin.clone().with_database(config.schema.database());
                 Server { admin, insert }
             })
