@@ -69,11 +69,13 @@
 //! notification.
 
 mod claims;
+mod detect;
 mod notification;
 mod notifier;
 mod watch;
 mod webhook;
 
+pub use detect::{Basis, Detector, Finding, Reason};
 pub use notification::{Notification, NotificationKind};
 pub use notifier::{Notifier, NotifyFuture};
 pub use watch::{CheckReport, InactivityWatch, WatchBuilder, WatchHandle};

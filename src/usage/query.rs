@@ -50,7 +50,7 @@ impl fmt::Debug for Usage {
 }
 
 /// Where one query reads, and the expressions that differ between the two tables.
-struct Source {
+pub(super) struct Source {
     pub(super) table: String,
     pub(super) rollup: bool,
 }
@@ -72,7 +72,7 @@ impl Source {
         }
     }
 
-    fn last(&self) -> &'static str {
+    pub(super) fn last(&self) -> &'static str {
         if self.rollup {
             "maxMerge(last_seen)"
         } else {
@@ -80,7 +80,25 @@ impl Source {
         }
     }
 
-    fn day(&self) -> &'static str {
+    /// The day as a column named `day`.
+    pub(super) fn day_as(&self) -> &'static str {
+        if self.rollup {
+            "day"
+        } else {
+            "toDate(inserted_at, 'UTC') AS day"
+        }
+    }
+
+    /// Distinct events of the rows where `condition` holds.
+    pub(super) fn count_if(&self, condition: &str) -> String {
+        if self.rollup {
+            format!("uniqExactMergeIf(events, {condition})")
+        } else {
+            format!("uniqExactIf(event_id, {condition})")
+        }
+    }
+
+    pub(super) fn day(&self) -> &'static str {
         if self.rollup {
             "day"
         } else {
@@ -190,7 +208,7 @@ impl Usage {
         self.read_from
     }
 
-    async fn source(&self) -> Result<Source> {
+    pub(super) async fn source(&self) -> Result<Source> {
         if !self.table_seen.load(Ordering::Acquire) {
             // A writer that started a moment ago may not have created it yet.
             if !self
