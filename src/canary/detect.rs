@@ -89,13 +89,14 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(account_id: u64, reason: Reason, explanation: String, score: f64) -> Self {
+    pub(crate) fn new(account_id: u64, reason: Reason, explanation: String, score: f64) -> Self {
         Self {
             account_id,
             reason,
             last_seen: None,
             signed_up: None,
-            score,
+            // Three decimals are plenty to sort by, and read better.
+            score: (score * 1000.0).round() / 1000.0,
             explanation,
             basis: None,
             silent_days: None,
@@ -257,6 +258,12 @@ impl Detector {
     pub fn with_min_baseline_active_days(mut self, days: u32) -> Self {
         self.min_baseline_active_days = days;
         self
+    }
+
+    /// The days a chart of an account's activity against its baseline covers: the baseline
+    /// and the recent window.
+    pub fn charted_days(&self) -> u32 {
+        self.recent_days + self.baseline_days
     }
 
     /// The fixed threshold.
