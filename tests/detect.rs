@@ -11,6 +11,7 @@ use idp_analytics::{
     Day, KnownAccount, ReadFrom, Usage,
     canary::{Basis, Detector, Finding, Reason},
     schema::Schema,
+    usage::RhythmWindow,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -184,6 +185,34 @@ async fn detect_crafted_histories_against_their_own_rhythm() {
         "declining"
     );
 
+    // Read in ranges of about a thousand accounts, the same.
+    let chunked = Detector::default()
+        .with_chunk_accounts(1_000)
+        .detect(&usage, at(), &known)
+        .await
+        .unwrap();
+    assert_eq!(chunked, findings);
+    let count = |chunk: u64| {
+        let usage = usage.clone();
+        async move {
+            let mut rhythms = usage
+                .rhythms(RhythmWindow::at(at()).with_chunk_accounts(chunk))
+                .await
+                .unwrap();
+            let mut ids = Vec::new();
+            while let Some(r) = rhythms.next().await.unwrap() {
+                ids.push(r.account_id);
+            }
+            ids.sort_unstable();
+            ids
+        }
+    };
+    let every = count(1_000).await;
+    // Every account with an event once (the never-active ones have none).
+    assert_eq!(every.len() as u64, STEADY_COUNT + 6);
+    assert!(every.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(count(1_000_000).await, every);
+
     // The raw table gives the same findings.
     let raw = Detector::default()
         .detect(
@@ -260,4 +289,88 @@ async fn detect_refuses_bad_parameters() {
         let err = bad.detect(&usage, at(), &[]).await.unwrap_err();
         assert!(matches!(err, idp_analytics::Error::Config(_)), "{err}");
     }
+}
+
+/// One check over 1 000 000 accounts with 90 days of history, their rollup rows made by
+/// ClickHouse from `numbers()`. Prints how long it took and the memory it used. By hand:
+/// `cargo test --release --test detect detect_one_million_accounts -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: about 40 million rollup rows"]
+async fn detect_one_million_accounts() {
+    let schema = prepare_database!().await;
+    let client = common::client();
+    let version = Schema::server_version(&client).await.unwrap();
+    schema.ensure(&client, version).await.unwrap();
+    let last = monday();
+    let first = last.sub_days(89).days_since_epoch();
+    // By account id modulo 10: 0 every day; 1 to 3 Monday to Friday; 4 to 6 weekly; 7 and 8
+    // monthly; 9 every day until 30 days ago (churned). One event per active day, at 06:00
+    // and some seconds.
+    let started = std::time::Instant::now();
+    client
+        .query(&format!(
+            "INSERT INTO {rollup} (account_id, day, event_type, events, first_seen, last_seen) \
+             SELECT a, toDate(toUInt16(day)), 'search', \
+                 arrayReduce('uniqExactState', [toUUID(concat('00000000-0000-0000-0000-', \
+                     substring(hex(toUInt64(a * 100 + day - {first}) + 0x100000000000), 1, 12)))]), \
+                 arrayReduce('minState', [toUInt32(day * 86400 + 21600 + a % 3600)]), \
+                 arrayReduce('maxState', [toUInt32(day * 86400 + 21600 + a % 3600)]) \
+             FROM (SELECT number AS a FROM numbers(1000000)) \
+             ARRAY JOIN arrayMap(d -> toUInt32({first} + d), range(90)) AS day \
+             WHERE (a % 10 = 0) \
+                OR (a % 10 IN (1, 2, 3) AND (day + 3) % 7 < 5) \
+                OR (a % 10 IN (4, 5, 6) AND (a + day) % 7 = 0) \
+                OR (a % 10 IN (7, 8) AND (a + day) % 30 = 0) \
+                OR (a % 10 = 9 AND day < {first} + 60)",
+            rollup = schema.qualified(&schema.rollup_table()),
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let rows: u64 = client
+        .query(&format!(
+            "SELECT count() FROM {}",
+            schema.qualified(&schema.rollup_table())
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    println!("generated {rows} rollup rows in {:?}", started.elapsed());
+
+    let logged = client.clone().with_setting("log_queries", "1");
+    let usage = Usage::new(logged.clone(), schema.clone());
+    let before = common::resident_bytes();
+    let started = std::time::Instant::now();
+    let findings = Detector::default()
+        .detect(&usage, last.start() + 12 * HOUR, &[])
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let after = common::resident_bytes();
+    logged.query("SYSTEM FLUSH LOGS").execute().await.unwrap();
+    let server: (u64, u64) = logged
+        .query(
+            "SELECT toUInt64(count()), toUInt64(max(memory_usage)) FROM system.query_log \
+             WHERE type = 2 AND query LIKE '%arraySort(gc)%' AND query NOT LIKE '%query_log%' \
+             AND event_time > now() - 3600",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    println!(
+        "one check over 1 000 000 accounts: {took:?}, {} findings; this process {} MiB \
+         resident before, {} MiB after; {} queries on the server, the largest using {} MiB",
+        findings.len(),
+        before >> 20,
+        after >> 20,
+        server.0,
+        server.1 >> 20
+    );
+    // The churned tenth, and nobody else.
+    assert_eq!(findings.len(), 100_000);
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.account_id % 10 == 9 && f.reason == Reason::Silent)
+    );
 }

@@ -149,6 +149,7 @@ pub struct Detector {
     decline_ratio: f64,
     min_baseline_events: u64,
     min_baseline_active_days: u32,
+    chunk_accounts: u64,
 }
 
 impl Default for Detector {
@@ -167,6 +168,7 @@ impl Default for Detector {
             decline_ratio: 0.25,
             min_baseline_events: 20,
             min_baseline_active_days: 8,
+            chunk_accounts: crate::usage::CHUNK_ACCOUNTS,
         }
     }
 }
@@ -260,6 +262,13 @@ impl Detector {
         self
     }
 
+    /// About how many accounts one query over the rollup reads (see
+    /// [`Rhythms`](crate::usage::Rhythms)). Default: 100 000 accounts.
+    pub fn with_chunk_accounts(mut self, accounts: u64) -> Self {
+        self.chunk_accounts = accounts.max(1);
+        self
+    }
+
     /// The days a chart of an account's activity against its baseline covers: the baseline
     /// and the recent window.
     pub fn charted_days(&self) -> u32 {
@@ -299,6 +308,7 @@ impl Detector {
             .with_recent_days(self.recent_days)
             .with_baseline_days(self.baseline_days)
             .with_quantile(self.quantile)
+            .with_chunk_accounts(self.chunk_accounts)
     }
 
     /// Every account at risk at `at`, highest score first (then by account id): the

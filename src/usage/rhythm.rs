@@ -31,6 +31,8 @@ pub struct RhythmWindow {
     /// The quantile of the gaps reported as [`Rhythm::gap_quantile`], in (0, 1].
     /// Default: 0.9.
     pub quantile: f64,
+    /// About how many accounts one query reads. Default: [`CHUNK_ACCOUNTS`].
+    pub chunk_accounts: u64,
 }
 
 impl RhythmWindow {
@@ -42,6 +44,7 @@ impl RhythmWindow {
             recent_days: 7,
             baseline_days: 28,
             quantile: 0.9,
+            chunk_accounts: CHUNK_ACCOUNTS,
         }
     }
 
@@ -66,6 +69,13 @@ impl RhythmWindow {
     /// The gap quantile, in (0, 1]. Default: 0.9.
     pub fn with_quantile(mut self, quantile: f64) -> Self {
         self.quantile = quantile;
+        self
+    }
+
+    /// About how many accounts one query reads, at least 1 (at most 64 queries are
+    /// made). Default: 100 000 accounts.
+    pub fn with_chunk_accounts(mut self, accounts: u64) -> Self {
+        self.chunk_accounts = accounts.max(1);
         self
     }
 
@@ -177,20 +187,47 @@ impl From<RhythmRow> for Rhythm {
 
 /// The rhythms of every account, streamed: one row per account in memory at a time.
 /// Made by [`Usage::rhythms`].
+///
+/// The accounts are read in ranges of account ids of about
+/// [`chunk_accounts`](RhythmWindow::chunk_accounts) accounts
+/// each, one query per range, so the server's memory for one query stays bounded however
+/// many accounts there are.
 pub struct Rhythms {
-    cursor: clickhouse::query::RowCursor<RhythmRow>,
+    client: clickhouse::Client,
+    /// The query, with `{accounts}` where each range's condition goes.
+    sql: String,
+    /// The ranges still to read, as conditions on `account_id`.
+    ranges: std::vec::IntoIter<String>,
+    cursor: Option<clickhouse::query::RowCursor<RhythmRow>>,
 }
+
+/// About how many accounts one of the queries of [`Usage::rhythms`] reads, by default.
+pub const CHUNK_ACCOUNTS: u64 = 100_000;
 
 impl std::fmt::Debug for Rhythms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rhythms").finish_non_exhaustive()
+        f.debug_struct("Rhythms")
+            .field("ranges_left", &self.ranges.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Rhythms {
     /// The next account, or `None` after the last.
     pub async fn next(&mut self) -> Result<Option<Rhythm>> {
-        Ok(self.cursor.next().await?.map(Rhythm::from))
+        loop {
+            if let Some(cursor) = &mut self.cursor {
+                if let Some(row) = cursor.next().await? {
+                    return Ok(Some(Rhythm::from(row)));
+                }
+                self.cursor = None;
+            }
+            let Some(range) = self.ranges.next() else {
+                return Ok(None);
+            };
+            let sql = self.sql.replace("{accounts}", &range);
+            self.cursor = Some(self.client.query(&sql).fetch()?);
+        }
     }
 }
 
@@ -198,6 +235,12 @@ impl Rhythms {
 /// Sunday shares the index of the Monday after it. 1970-01-01 was a Thursday.
 fn weekday_index(day: &str) -> String {
     format!("(intDiv({day} + 3, 7) * 5 + least(({day} + 3) % 7, 5))")
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct SpreadRow {
+    accounts: u64,
+    bounds: Vec<f64>,
 }
 
 impl Usage {
@@ -211,10 +254,45 @@ impl Usage {
         let src = self.source().await?;
         let today = Day::of(window.at);
         let at = ceil_seconds(window.at);
-        let history = today.sub_days(window.history_days);
-        let recent = today.sub_days(window.recent_days);
-        let baseline = recent.sub_days(window.baseline_days);
+        let day = |d: Day| format!("toDate('{}')", d.sql());
+        let history = day(today.sub_days(window.history_days));
+        let recent_day = today.sub_days(window.recent_days);
+        let baseline = day(recent_day.sub_days(window.baseline_days));
+        let (recent, today_sql) = (day(recent_day), day(today));
         let t = today.days_since_epoch();
+
+        // Ranges of account ids of about CHUNK_ACCOUNTS accounts each, from an estimate of
+        // the number of accounts and approximate quantiles of their ids. Rounding in the
+        // quantiles moves a bound, never leaves an id out: the ranges chain.
+        let spread: SpreadRow = self
+            .client()
+            .query(&format!(
+                "SELECT uniq(account_id), quantiles({levels})(account_id) FROM {table}",
+                levels = (1..64)
+                    .map(|i| format!("{}", f64::from(i) / 64.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                table = src.table,
+            ))
+            .fetch_one()
+            .await?;
+        let chunks = spread.accounts.div_ceil(window.chunk_accounts).clamp(1, 64) as usize;
+        let mut bounds: Vec<u64> = (1..chunks)
+            .map(|i| spread.bounds[i * 64 / chunks - 1] as u64)
+            .collect();
+        bounds.dedup();
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut low: Option<u64> = None;
+        for high in bounds.iter().copied().map(Some).chain([None]) {
+            ranges.push(match (low, high) {
+                (None, None) => "1".to_owned(),
+                (None, Some(h)) => format!("account_id <= {h}"),
+                (Some(l), Some(h)) => format!("account_id > {l} AND account_id <= {h}"),
+                (Some(l), None) => format!("account_id > {l}"),
+            });
+            low = high;
+        }
+
         let sql = format!(
             "SELECT account_id, toUInt32(last) AS last_seen, toUInt16(last_d) AS last_day, \
                 toUInt32(length(ds)) AS active_days, \
@@ -229,19 +307,19 @@ impl Usage {
                 baseline_events, toUInt32(baseline_days) AS baseline_active_days \
              FROM ( \
                 SELECT account_id, max(last) AS last, toUInt32(max(day)) AS last_d, \
-                    arraySort(groupArrayIf(toUInt32(day), day >= toDate(?))) AS ds, \
+                    arraySort(groupArrayIf(toUInt32(day), day >= {history})) AS ds, \
                     arrayMap(d -> toInt64{wi}, ds) AS bs, \
                     arrayMap((a, b) -> toInt64(b) - toInt64(a) - 1, arrayPopBack(ds), arrayPopFront(ds)) AS gc, \
                     arrayFilter(g -> g >= 0, arrayMap((a, b) -> b - a - 1, arrayPopBack(bs), arrayPopFront(bs))) AS gb, \
-                    sumIf(n, day >= toDate(?) AND day < toDate(?)) AS recent_events, \
-                    countIf(day >= toDate(?) AND day < toDate(?)) AS recent_days, \
-                    sumIf(n, day >= toDate(?) AND day < toDate(?)) AS baseline_events, \
-                    countIf(day >= toDate(?) AND day < toDate(?)) AS baseline_days \
+                    sumIf(n, day >= {recent} AND day < {today_sql}) AS recent_events, \
+                    countIf(day >= {recent} AND day < {today_sql}) AS recent_days, \
+                    sumIf(n, day >= {baseline} AND day < {recent}) AS baseline_events, \
+                    countIf(day >= {baseline} AND day < {recent}) AS baseline_days \
                 FROM ( \
                     SELECT account_id, {day_as}, {last} AS last, {count_if} AS n \
-                    FROM {table} WHERE {day} <= toDate(?) \
+                    FROM {table} WHERE {day} <= {today_sql} AND {{accounts}} \
                     GROUP BY account_id, day \
-                    HAVING day < toDate(?) OR last <= ? \
+                    HAVING day < {today_sql} OR last <= {at} \
                 ) \
                 GROUP BY account_id \
              )",
@@ -252,27 +330,14 @@ impl Usage {
             day_as = src.day_as(),
             day = src.day(),
             last = src.last(),
-            count_if = src.count_if("day >= toDate(?)"),
+            count_if = src.count_if(&format!("day >= {baseline}")),
             table = src.table,
         );
-        let query = self
-            .client()
-            .query(&sql)
-            .bind(history.sql())
-            .bind(recent.sql())
-            .bind(today.sql())
-            .bind(recent.sql())
-            .bind(today.sql())
-            .bind(baseline.sql())
-            .bind(recent.sql())
-            .bind(baseline.sql())
-            .bind(recent.sql())
-            .bind(baseline.sql())
-            .bind(today.sql())
-            .bind(today.sql())
-            .bind(at);
         Ok(Rhythms {
-            cursor: query.fetch()?,
+            client: self.client().clone(),
+            sql,
+            ranges: ranges.into_iter(),
+            cursor: None,
         })
     }
 }
