@@ -76,7 +76,7 @@ mod watch;
 mod webhook;
 
 pub use detect::{Basis, Detector, Finding, Reason};
-pub use notification::{Notification, NotificationKind};
-pub use notifier::{Notifier, NotifyFuture};
+pub use notification::{Digest, Notification, NotificationKind};
+pub use notifier::{DigestNotifier, Notifier, NotifyFuture};
 pub use watch::{CheckReport, InactivityWatch, WatchBuilder, WatchHandle};
 pub use webhook::{WebhookBuilder, WebhookNotifier};

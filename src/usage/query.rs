@@ -462,6 +462,33 @@ impl Usage {
             .collect())
     }
 
+    /// The last event ever of each of `accounts` that had one.
+    pub async fn last_seen_of(&self, accounts: &[u64]) -> Result<HashMap<u64, SystemTime>> {
+        if accounts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let src = self.source().await?;
+        let ids = accounts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<LastSeenRow> = self
+            .client
+            .query(&format!(
+                "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
+                 GROUP BY account_id",
+                last = src.last(),
+                table = src.table,
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.account_id, unix(r.last)))
+            .collect())
+    }
+
     /// Accounts with no event at or after `since`, with their last event: every account whose
     /// last event is older, and every account of `known` that never had an event and signed
     /// up before `since`. Never-active accounts come first (earliest sign-up first), then the
