@@ -200,6 +200,46 @@ async fn fatigue_back_only_after_the_recovery_window() {
     assert_eq!(ids(&back.delivered), [(1, NotificationKind::Active)]);
     assert!(watch(HOUR).check().await.unwrap().delivered.is_empty());
     assert_eq!(inbox.take().len(), 2);
+    // What the watch keeps, as an operator would read it.
+    let steps: Vec<(String, String)> = common::client()
+        .query(&format!(
+            "SELECT toString(kind), toString(step) FROM {} \
+             WHERE step != 'claimed' ORDER BY recorded_at, kind, step",
+            schema.qualified(&schema.watch_table())
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        steps,
+        [
+            ("inactive".into(), "delivered".into()),
+            ("active".into(), "returning".into()),
+            ("active".into(), "delivered".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn fatigue_older_watch_table_gains_a_step() {
+    let schema = prepare_database!().await;
+    let client = common::client();
+    let old = schema
+        .create_watch_table_sql()
+        .replace(", 'returning' = 5", "");
+    assert!(!old.contains("= 5"), "{old}");
+    client.query(&old).execute().await.unwrap();
+    schema.ensure_watch_table(&client).await.unwrap();
+    let step: String = client
+        .query(&format!(
+            "SELECT type FROM system.columns WHERE database = '{}' AND table = '{}' AND name = 'step'",
+            schema.database(),
+            schema.watch_table()
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(step.contains("'returning' = 5"), "{step}");
 }
 
 #[tokio::test]
