@@ -217,7 +217,8 @@ pub(super) fn plan_with(
     planned
 }
 
-/// The plan while an account recovers, or `None` to plan as without a recovery window.
+/// The plan while an account recovers (`Some(None)`: nothing to do yet), or `None` to plan
+/// as without a recovery window.
 #[allow(clippy::option_option)]
 fn recovering(
     account_id: u64,

@@ -403,33 +403,33 @@ impl InactivityWatch {
         let signed_up: HashMap<u64, SystemTime> =
             known.iter().map(|k| (k.account_id, k.signed_up)).collect();
         let mut explanations: HashMap<u64, String> = HashMap::new();
-        let (quiet, seen): (Vec<(u64, Option<SystemTime>)>, HashMap<u64, SystemTime>) =
-            match &inner.detector {
-                None => {
-                    let seen = inner.usage.last_seen().await?;
-                    let quiet = usage::inactive(&seen, since, &known)
-                        .into_iter()
-                        .map(|a| (a.account_id, a.last_seen))
-                        .collect();
-                    (quiet, seen)
-                }
-                Some(detector) => {
-                    let mut quiet = Vec::new();
-                    for f in detector.detect(&inner.usage, now, &known).await? {
-                        if matches!(f.reason, Reason::Silent | Reason::NeverActive) {
-                            quiet.push((f.account_id, f.last_seen));
-                            explanations.insert(f.account_id, f.explanation);
-                        }
+        // The quiet accounts with their last event, and the last events the check needs.
+        let (quiet, seen): (Vec<Quiet>, HashMap<u64, SystemTime>) = match &inner.detector {
+            None => {
+                let seen = inner.usage.last_seen().await?;
+                let quiet = usage::inactive(&seen, since, &known)
+                    .into_iter()
+                    .map(|a| (a.account_id, a.last_seen))
+                    .collect();
+                (quiet, seen)
+            }
+            Some(detector) => {
+                let mut quiet = Vec::new();
+                for f in detector.detect(&inner.usage, now, &known).await? {
+                    if matches!(f.reason, Reason::Silent | Reason::NeverActive) {
+                        quiet.push((f.account_id, f.last_seen));
+                        explanations.insert(f.account_id, f.explanation);
                     }
-                    // The accounts with a history and not quiet: active if they had events.
-                    let others: Vec<u64> = history
-                        .keys()
-                        .filter(|a| !explanations.contains_key(a))
-                        .copied()
-                        .collect();
-                    (quiet, inner.usage.last_seen_of(&others).await?)
                 }
-            };
+                // The accounts with a history and not quiet: active if they had events.
+                let others: Vec<u64> = history
+                    .keys()
+                    .filter(|a| !explanations.contains_key(a))
+                    .copied()
+                    .collect();
+                (quiet, inner.usage.last_seen_of(&others).await?)
+            }
+        };
 
         let mut observed: BTreeMap<u64, Observation> = quiet
             .iter()
@@ -672,6 +672,9 @@ impl InactivityWatch {
         }
     }
 }
+
+/// A quiet account and its last event (`None`: it never had one).
+type Quiet = (u64, Option<SystemTime>);
 
 pub(super) fn seconds(time: SystemTime) -> u32 {
     time.duration_since(UNIX_EPOCH)

@@ -89,10 +89,12 @@ impl Source {
         }
     }
 
-    /// Distinct events of the rows where `condition` holds.
+    /// Events of the rows where `condition` holds. From the rollup, the sum of each row's
+    /// distinct events: cheaper than merging the sets, and the same once the rollup's parts
+    /// are merged (until then, an event written twice by a retried insert counts twice).
     pub(super) fn count_if(&self, condition: &str) -> String {
         if self.rollup {
-            format!("uniqExactMergeIf(events, {condition})")
+            format!("sumIf(finalizeAggregation(events), {condition})")
         } else {
             format!("uniqExactIf(event_id, {condition})")
         }

@@ -28,7 +28,7 @@ pub struct RhythmWindow {
     pub recent_days: u32,
     /// The baseline window before the recent one, in days. Default: 28.
     pub baseline_days: u32,
-    /// The quantile of the gaps reported as [`Rhythm::gap_quantile`], in (0, 1].
+    /// The quantile of the gaps reported as [`Gaps::quantile`], in (0, 1].
     /// Default: 0.9.
     pub quantile: f64,
     /// About how many accounts one query reads. Default: [`CHUNK_ACCOUNTS`].
