@@ -17,6 +17,7 @@ const DAY: u64 = 86_400;
 
 /// Why an account is at risk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Reason {
@@ -31,6 +32,7 @@ pub enum Reason {
 
 /// What a silent finding was measured against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Basis {
@@ -48,6 +50,7 @@ pub enum Basis {
 /// `"neverActive"`), `lastSeen` (RFC 3339 or `null`), `score`, `explanation`, and the
 /// numbers, `null` where they do not apply.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Finding {
@@ -57,9 +60,11 @@ pub struct Finding {
     pub reason: Reason,
     /// Its last event at or before the evaluation time; `None` for a never-active account.
     #[serde(serialize_with = "crate::usage::serialize_rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_seen: Option<SystemTime>,
     /// When it signed up, for a known account.
     #[serde(serialize_with = "crate::usage::serialize_rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub signed_up: Option<SystemTime>,
     /// How far past its limit it is: 1 at the limit, more the further past. Sort by it,
     /// highest first.
