@@ -47,13 +47,14 @@ pub(crate) enum Item {
 }
 
 impl Item {
-    fn into_queued(self) -> Queued {
+    /// The queued event; `None` for a capture whose route name is no event type.
+    fn into_queued(self) -> Option<Queued> {
         match self {
-            Self::Event(queued) => queued,
-            Self::Capture(capture) => Queued {
-                event: capture.into_event(),
-                ack: None,
-            },
+            Self::Event(queued) => Some(queued),
+            Self::Capture(capture) => capture
+                .into_event()
+                .ok()
+                .map(|event| Queued { event, ack: None }),
         }
     }
 }
@@ -201,8 +202,19 @@ impl Shared {
 
     /// Takes the oldest event. Its slot stays reserved until [`release`](Self::release),
     /// so that the worker touches the shared counter once per batch, not once per event.
+    ///
+    /// A request's capture whose route name is no event type is counted in
+    /// [`Stats::dropped_invalid`] and its slot released at once.
     pub(crate) fn pop(&self) -> Option<Queued> {
-        self.queue.pop().map(Item::into_queued)
+        loop {
+            if let Some(queued) = self.queue.pop()?.into_queued() {
+                return Some(queued);
+            }
+            self.counters
+                .dropped_invalid
+                .fetch_add(1, Ordering::Relaxed);
+            self.release(1);
+        }
     }
 
     /// Frees `n` slots of events taken with [`pop`](Self::pop).
