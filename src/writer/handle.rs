@@ -160,6 +160,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[inline(always)]
     fn reserve(&self, n: usize) -> Result<usize, Rejected> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Rejected::Closed);
@@ -192,6 +193,9 @@ impl Shared {
         released + self.reserved.load(Ordering::Acquire) as u64
     }
 
+    // Inlined, like the rest of the enqueue, so that the item is built in place and
+    // copied once, into its slot.
+    #[inline(always)]
     fn push_reserved(&self, item: Item) {
         // A reserved slot is always free: the worker releases a reservation only after it
         // popped the item.
@@ -341,10 +345,12 @@ impl Analytics {
     }
 
     /// Enqueues a request's capture, as [`try_record`](Self::try_record) does an event.
+    #[inline(always)]
     pub(crate) fn try_capture(&self, capture: Capture) -> Result<(), Rejected> {
         self.enqueue(Item::Capture(capture))
     }
 
+    #[inline(always)]
     fn enqueue(&self, item: Item) -> Result<(), Rejected> {
         let shared = self.shared();
         match shared.reserve(1) {
