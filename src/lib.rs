@@ -83,6 +83,7 @@ pub mod account;
 pub mod admin;
 pub mod canary;
 mod clock;
+pub mod connection;
 pub mod error;
 pub mod event;
 mod future;
@@ -105,6 +106,7 @@ pub use canary::{
     CheckReport, InactivityWatch, Notification, NotificationKind, Notifier, WatchHandle,
     WebhookNotifier,
 };
+pub use connection::{Connection, ConnectionBuilder};
 pub use error::{BoxError, Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
 pub use future::ResponseFuture;

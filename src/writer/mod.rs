@@ -13,8 +13,11 @@
 //!   timeouts and server errors with exponential backoff and jitter. A retried batch carries
 //!   the same `event_id`s (and, from ClickHouse 22.2 on, the same
 //!   `insert_deduplication_token`), so no duplicate is visible;
-//! - sets batches ClickHouse refuses as bad data aside in a dead-letter file, and pauses
-//!   (keeping the events) on authentication and missing-table errors.
+//! - sets batches ClickHouse refuses as bad data (by a known error code) aside in a
+//!   dead-letter file, and pauses on every other error it cannot retry past: credentials,
+//!   the table, TLS, an answer that is not ClickHouse's, an unknown code. A paused writer
+//!   keeps its events (and its spool), says why in [`Stats::paused`] and the log, and tries
+//!   again with backoff.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -36,6 +39,8 @@
 mod collector;
 mod config;
 mod handle;
+mod metrics;
+mod pause;
 mod sink;
 mod spool;
 mod stats;
@@ -43,6 +48,7 @@ mod worker;
 
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
+pub use pause::PauseReason;
 pub use spool::Fsync;
 pub use stats::Stats;
 pub use worker::Worker;
