@@ -258,7 +258,13 @@ pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
             text.push_str(": ");
             text.push_str(&more);
         }
-        current = err.source();
+        // An `io::Error`'s `source` skips the error it wraps.
+        current = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     text
 }
