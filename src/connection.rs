@@ -269,7 +269,7 @@ impl ConnectionBuilder {
         } else {
             http_client(&self, true)
         };
-        let mut client = http.with_url(urls[0].as_str());
+        let mut client = http.with_url(urls[0].as_str()).with_validation(false);
         if let Some(user) = &user {
             client = client.with_user(user);
         }
@@ -464,6 +464,10 @@ impl Connection {
 
     /// A client for the first URL, with the user and password set. Clients share the
     /// connection's pool of HTTP connections.
+    ///
+    /// Validation of row types is off: rows are read and written as plain `RowBinary`,
+    /// which every supported server version speaks (18.16 knows no
+    /// `RowBinaryWithNamesAndTypes`).
     pub fn client(&self) -> clickhouse::Client {
         self.inner.client.clone()
     }
