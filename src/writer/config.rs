@@ -304,3 +304,43 @@ impl Builder {
         Ok(super::handle::pair(config, connection, spool))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_password() {
+        let builder = Builder::new("http://alice:url-secret@127.0.0.1:8123/?password=query-secret")
+            .with_password("set-secret")
+            .with_user("bob");
+        let shown = format!("{builder:?}");
+        for secret in ["url-secret", "query-secret", "set-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("bob") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        // Once built, the connection shows none either.
+        let connection = Connection::builder("http://alice:url-secret@127.0.0.1:8123")
+            .build()
+            .unwrap();
+        let shown = format!("{:?}", Builder::from_connection(connection));
+        assert!(!shown.contains("url-secret"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_setting_changed_after_a_connection_makes_a_new_one() {
+        let connection = Connection::builder("http://127.0.0.1:8123")
+            .build()
+            .unwrap();
+        let builder = Builder::from_connection(connection).with_user("carol");
+        assert!(builder.built.is_none());
+        assert!(format!("{builder:?}").contains("carol"));
+    }
+}
