@@ -1,0 +1,146 @@
+//! The page's inline SVG: the daily active accounts chart and the sparklines.
+
+use std::fmt::Write as _;
+
+use crate::usage::ActiveAccounts;
+
+use super::page::escape;
+
+/// The daily active accounts as a bar chart.
+pub(super) fn chart(html: &mut String, daily: &[ActiveAccounts]) {
+    const W: f64 = 1000.0;
+    const H: f64 = 240.0;
+    const LEFT: f64 = 44.0;
+    const RIGHT: f64 = 8.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 30.0;
+    let (plot_w, plot_h) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let max = nice_max(daily.iter().map(|d| d.accounts).max().unwrap_or(0));
+    let (first, last) = match (daily.first(), daily.last()) {
+        (Some(f), Some(l)) => (f.start.to_string(), l.start.to_string()),
+        _ => (String::new(), String::new()),
+    };
+    let _ = write!(
+        html,
+        "<svg id=\"dau-chart\" viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" \
+         aria-labelledby=\"dau-title\">\
+         <title id=\"dau-title\">Daily active accounts, {first} to {last}</title><g class=\"axis\">",
+        first = escape(&first),
+        last = escape(&last),
+    );
+    for tick in [0, max / 2, max] {
+        let y = TOP + plot_h - tick as f64 / max as f64 * plot_h;
+        let _ = write!(
+            html,
+            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{tick}</text>",
+            x2 = W - RIGHT,
+            tx = LEFT - 6.0,
+            ty = y + 4.0,
+        );
+    }
+    let n = daily.len().max(1) as f64;
+    let step = plot_w / n;
+    let label_every = (daily.len() / 6).max(1);
+    for (i, d) in daily.iter().enumerate() {
+        let x = LEFT + i as f64 * step;
+        if i % label_every == 0 || i + 1 == daily.len() {
+            let (_, m, day) = d.start.ymd();
+            let _ = write!(
+                html,
+                "<text x=\"{cx:.1}\" y=\"{y}\" text-anchor=\"middle\">{m:02}-{day:02}</text>",
+                cx = x + step / 2.0,
+                y = H - 10.0,
+            );
+        }
+    }
+    html.push_str("</g>");
+    for (i, d) in daily.iter().enumerate() {
+        let h = d.accounts as f64 / max as f64 * plot_h;
+        let _ = write!(
+            html,
+            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" rx=\"2\">\
+             <title>{day}: {n} active account{s}</title></rect>",
+            x = LEFT + i as f64 * step + step * 0.15,
+            y = TOP + plot_h - h,
+            w = step * 0.7,
+            day = escape(&d.start.to_string()),
+            n = d.accounts,
+            s = if d.accounts == 1 { "" } else { "s" },
+        );
+    }
+    html.push_str("</svg>");
+}
+
+/// The smallest of 2, 4, 6, 8 × 10ⁿ at or above `n`: a round top for the chart's axis
+/// whose half, the middle grid line, is whole too.
+fn nice_max(n: u64) -> u64 {
+    let mut scale = 1u64;
+    loop {
+        for m in [2, 4, 6, 8] {
+            let candidate = m * scale;
+            if candidate >= n.max(2) {
+                return candidate;
+            }
+        }
+        scale = scale.saturating_mul(10);
+    }
+}
+
+/// A sparkline of `values` (events per day), or a flat line when there are none.
+pub(super) fn sparkline(values: Option<&[u64]>, days: u32) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 28.0;
+    const PAD: f64 = 3.0;
+    let zeros = vec![0; days as usize];
+    let values = values.unwrap_or(&zeros);
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let total: u64 = values.iter().sum();
+    let n = values.len();
+    let x = |i: usize| {
+        if n <= 1 {
+            W / 2.0
+        } else {
+            PAD + i as f64 * (W - 2.0 * PAD) / (n - 1) as f64
+        }
+    };
+    let y = |v: u64| H - PAD - v as f64 / max * (H - 2.0 * PAD);
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+        .collect();
+    let mut svg = format!(
+        "<svg class=\"sparkline\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" \
+         aria-label=\"{total} events in {days} days, at most {peak} a day\">\
+         <polyline points=\"{points}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" \
+         stroke-linejoin=\"round\"/>",
+        peak = max as u64 * u64::from(total > 0),
+        points = points.join(" "),
+    );
+    if let Some(v) = values.last() {
+        let _ = write!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"currentColor\"/>",
+            x(n - 1),
+            y(*v)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_chart_scale_is_round() {
+        assert_eq!(nice_max(0), 2);
+        assert_eq!(nice_max(3), 4);
+        assert_eq!(nice_max(9), 20);
+        assert_eq!(nice_max(11), 20);
+        assert_eq!(nice_max(600), 600);
+        assert_eq!(nice_max(801), 2000);
+    }
+}

@@ -1,0 +1,381 @@
+//! The dashboard page: what it loads and how it is rendered.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    time::{Duration, SystemTime},
+};
+
+use axum::{
+    extract::{NestedPath, State},
+    response::{IntoResponse, Response},
+};
+use http::{header, request::Parts};
+
+use crate::{
+    error::Result,
+    usage::{
+        self, AccountActivity, ActiveAccounts, Day, Days, EventTypeCount, InactiveAccount, Period,
+    },
+};
+
+use super::{
+    chart::{chart, sparkline},
+    router::{Admin, Answer, Shared, no_store},
+};
+
+/// Everything the page shows.
+struct Page {
+    /// Where the router is mounted, for links; empty when it is not nested.
+    base: String,
+    pub(super) now: SystemTime,
+    pub(super) days: Days,
+    pub(super) quiet_after: Duration,
+    pub(super) daily: Vec<ActiveAccounts>,
+    pub(super) quiet: Vec<InactiveAccount>,
+    pub(super) quiet_rows: usize,
+    pub(super) top: Vec<AccountActivity>,
+    pub(super) types: Vec<EventTypeCount>,
+    /// Events per day of the range, every day, for the accounts listed.
+    pub(super) sparklines: HashMap<u64, Vec<u64>>,
+}
+
+pub(super) async fn page(State(admin): Shared, parts: Parts) -> Response {
+    let base = parts
+        .extensions
+        .get::<NestedPath>()
+        .map(|p| p.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    match load(&admin, base).await {
+        Ok(page) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                         form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+                    ),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (header::REFERRER_POLICY, "no-referrer"),
+                ],
+                render(&page),
+            )
+                .into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(error) => Answer::Failed(error).into_response(),
+    }
+}
+
+async fn load(admin: &Admin, base: String) -> Result<Page> {
+    let now = SystemTime::now();
+    let days = Days::ending(Day::of(now), admin.chart_days);
+    let known = admin.known().await?;
+    let since = now - admin.quiet_after;
+    let (daily, quiet, top, types) = futures::future::try_join4(
+        admin.usage.active_accounts(days, Period::Day),
+        admin.usage.inactive_accounts(since, &known),
+        admin.usage.top_accounts(days, admin.top_accounts),
+        admin.usage.top_event_types(days, 10),
+    )
+    .await?;
+    let mut ids: Vec<u64> = top.iter().map(|a| a.account_id).collect();
+    ids.extend(quiet.iter().take(admin.quiet_rows).map(|a| a.account_id));
+    ids.sort_unstable();
+    ids.dedup();
+    let mut sparklines = HashMap::new();
+    for account in admin.usage.events_per_day(&ids, days).await? {
+        let by_day: HashMap<Day, u64> = account.per_day.iter().map(|d| (d.day, d.events)).collect();
+        let dense = days
+            .iter()
+            .map(|d| by_day.get(&d).copied().unwrap_or(0))
+            .collect();
+        sparklines.insert(account.account_id, dense);
+    }
+    Ok(Page {
+        base,
+        now,
+        days,
+        quiet_after: admin.quiet_after,
+        daily,
+        quiet,
+        quiet_rows: admin.quiet_rows,
+        top,
+        types,
+        sparklines,
+    })
+}
+
+/// Escapes text for HTML, in content and in quoted attributes.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+:root{color-scheme:light;--ink:#1f2933;--muted:#616e7c;--line:#e4e7eb;--accent:#3467d6;--quiet:#c2410c}\
+*{box-sizing:border-box}\
+body{margin:0;padding:28px 36px 48px;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--ink);background:#f8fafc}\
+h1{font-size:22px;margin:0 0 2px}h2{font-size:16px;margin:0 0 10px}\
+.sub{color:var(--muted);margin:0 0 20px}\
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:16px 18px;margin:0 0 18px;max-width:1100px}\
+.stats{display:flex;gap:28px;margin:0 0 12px}.stats b{display:block;font-size:20px}\
+.stats span{color:var(--muted);font-size:12px}\
+table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:6px 10px 6px 0;border-bottom:1px solid var(--line);vertical-align:middle}\
+th{color:var(--muted);font-weight:600;font-size:12px}\
+td.n{text-align:right;font-variant-numeric:tabular-nums;padding-right:18px}\
+a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}\
+.quiet td.age{color:var(--quiet);font-weight:600}\
+.sparkline{color:var(--accent);display:block}.quiet .sparkline{color:var(--quiet)}\
+.bar{fill:var(--accent)}.bar:hover{fill:#1e40af}\
+.axis text{fill:var(--muted);font-size:11px}.axis line{stroke:var(--line)}\
+.share{height:8px;background:var(--accent);border-radius:4px;opacity:.7}\
+.none{color:var(--muted)}\
+code{font-size:13px}";
+
+fn render(page: &Page) -> String {
+    let mut html = String::with_capacity(16 * 1024);
+    let (first, last) = (page.days.first(), page.days.last());
+    let quiet_days = page.quiet_after.as_secs().div_ceil(86_400).max(1);
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>Account usage</title><style>{STYLE}</style></head><body>\
+         <h1>Account usage</h1>\
+         <p class=\"sub\">{first} to {last} (UTC), as of <time datetime=\"{now}\">{now}</time></p>",
+        first = escape(&first.to_string()),
+        last = escape(&last.to_string()),
+        now = escape(&usage::rfc3339(page.now)),
+    );
+
+    // Daily active accounts.
+    let today = page.daily.last().map_or(0, |d| d.accounts);
+    let peak = page.daily.iter().max_by_key(|d| (d.accounts, d.start));
+    let _ = write!(
+        html,
+        "<section><h2>Daily active accounts</h2><div class=\"stats\">\
+         <div><b id=\"active-today\">{today}</b><span>active today</span></div>\
+         <div><b>{peak}</b><span>peak{peak_day}</span></div>\
+         <div><b id=\"quiet-count\">{quiet}</b><span>quiet for {quiet_days} days or more</span></div></div>",
+        peak = peak.map_or(0, |p| p.accounts),
+        peak_day = peak.map_or_else(String::new, |p| format!(
+            ", {}",
+            escape(&p.start.to_string())
+        )),
+        quiet = page.quiet.len(),
+    );
+    chart(&mut html, &page.daily);
+    html.push_str("</section>");
+
+    // Quiet accounts.
+    let _ = write!(
+        html,
+        "<section class=\"quiet\"><h2>Quiet accounts</h2>\
+         <p class=\"sub\">No event for {quiet_days} days or more; never-active accounts first, then the longest quiet.</p>\
+         <table id=\"quiet-accounts\"><thead><tr><th>Account</th><th>Last seen</th>\
+         <th>Quiet for</th><th>Signed up</th><th>Events per day, {n} days</th></tr></thead><tbody>",
+        n = page.days.len(),
+    );
+    for account in page.quiet.iter().take(page.quiet_rows) {
+        let (last_seen, age) = match account.last_seen {
+            Some(t) => (time_tag(t), days_between(t, page.now)),
+            None => (
+                "<span class=\"none\">never</span>".to_owned(),
+                "never active".to_owned(),
+            ),
+        };
+        let signed_up = account
+            .signed_up
+            .map_or_else(|| "<span class=\"none\">–</span>".to_owned(), time_tag);
+        let _ = write!(
+            html,
+            "<tr data-account=\"{id}\"><td>{link}</td><td>{last_seen}</td><td class=\"age\">{age}</td>\
+             <td>{signed_up}</td><td>{spark}</td></tr>",
+            id = account.account_id,
+            link = account_link(page, account.account_id),
+            age = escape(&age),
+            spark = sparkline(
+                page.sparklines.get(&account.account_id).map(Vec::as_slice),
+                page.days.len()
+            ),
+        );
+    }
+    if page.quiet.is_empty() {
+        html.push_str("<tr><td colspan=\"5\" class=\"none\">No quiet account.</td></tr>");
+    }
+    html.push_str("</tbody></table>");
+    if page.quiet.len() > page.quiet_rows {
+        let _ = write!(
+            html,
+            "<p class=\"sub\">And {} more: see <code>inactive?days={quiet_days}</code>.</p>",
+            page.quiet.len() - page.quiet_rows
+        );
+    }
+    html.push_str("</section>");
+
+    // Most active accounts.
+    html.push_str(
+        "<section><h2>Most active accounts</h2><table id=\"active-accounts\"><thead><tr>\
+         <th>Account</th><th>Events</th><th>Active days</th><th>Last seen</th>\
+         <th>Events per day</th></tr></thead><tbody>",
+    );
+    for account in &page.top {
+        let _ = write!(
+            html,
+            "<tr data-account=\"{id}\"><td>{link}</td><td class=\"n\">{events}</td>\
+             <td class=\"n\">{active}</td><td>{last}</td><td>{spark}</td></tr>",
+            id = account.account_id,
+            link = account_link(page, account.account_id),
+            events = account.events,
+            active = account.active_days,
+            last = time_tag(account.last_seen),
+            spark = sparkline(
+                page.sparklines.get(&account.account_id).map(Vec::as_slice),
+                page.days.len()
+            ),
+        );
+    }
+    if page.top.is_empty() {
+        html.push_str("<tr><td colspan=\"5\" class=\"none\">No event in these days.</td></tr>");
+    }
+    html.push_str("</tbody></table></section>");
+
+    // Event types.
+    html.push_str(
+        "<section><h2>Top event types</h2><table id=\"event-types\"><thead><tr>\
+         <th>Event type</th><th>Events</th><th>Accounts</th><th style=\"width:30%\"></th>\
+         </tr></thead><tbody>",
+    );
+    let most = page.types.first().map_or(1, |t| t.events.max(1));
+    for t in &page.types {
+        let _ = write!(
+            html,
+            "<tr><td><code>{name}</code></td><td class=\"n\">{events}</td><td class=\"n\">{accounts}</td>\
+             <td><div class=\"share\" style=\"width:{pct:.1}%\"></div></td></tr>",
+            name = escape(&t.event_type),
+            events = t.events,
+            accounts = t.accounts,
+            pct = t.events as f64 * 100.0 / most as f64,
+        );
+    }
+    if page.types.is_empty() {
+        html.push_str("<tr><td colspan=\"4\" class=\"none\">No event in these days.</td></tr>");
+    }
+    html.push_str("</tbody></table></section></body></html>\n");
+    html
+}
+
+fn account_link(page: &Page, account_id: u64) -> String {
+    format!(
+        "<a href=\"{base}/accounts/{account_id}/usage?from={from}&amp;to={to}\">{account_id}</a>",
+        base = escape(&page.base),
+        from = page.days.first(),
+        to = page.days.last(),
+    )
+}
+
+fn time_tag(time: SystemTime) -> String {
+    let text = escape(&usage::rfc3339(time));
+    format!(
+        "<time datetime=\"{text}\">{}</time>",
+        text.replace('T', " ").trim_end_matches('Z')
+    )
+}
+
+fn days_between(earlier: SystemTime, later: SystemTime) -> String {
+    let days = later.duration_since(earlier).unwrap_or_default().as_secs() / 86_400;
+    match days {
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn sample() -> Page {
+        let last = Day::from_ymd(2024, 5, 9).unwrap();
+        let days = Days::ending(last, 3);
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        Page {
+            base: "/admin/analytics".into(),
+            now: last.start() + Duration::from_secs(3600),
+            days,
+            quiet_after: Duration::from_secs(7 * 86_400),
+            daily: days
+                .iter()
+                .zip([3, 0, 5])
+                .map(|(start, accounts)| ActiveAccounts { start, accounts })
+                .collect(),
+            quiet: vec![
+                InactiveAccount {
+                    account_id: 9,
+                    last_seen: None,
+                    signed_up: Some(t(1_700_000_000)),
+                },
+                InactiveAccount {
+                    account_id: 4,
+                    last_seen: Some(last.start() - Duration::from_secs(8 * 86_400)),
+                    signed_up: None,
+                },
+            ],
+            quiet_rows: 100,
+            top: vec![AccountActivity {
+                account_id: 1,
+                events: 12,
+                active_days: 2,
+                last_seen: last.start(),
+            }],
+            types: vec![EventTypeCount {
+                event_type: "<script>alert(\"x\")</script>".into(),
+                events: 12,
+                accounts: 1,
+            }],
+            sparklines: [(1, vec![5, 0, 7])].into(),
+        }
+    }
+
+    #[test]
+    fn admin_the_page_escapes_and_shows_everything() {
+        let html = render(&sample());
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("<code>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</code>"));
+        assert_eq!(html.matches("<rect class=\"bar\"").count(), 3);
+        assert!(html.contains("<title>2024-05-09: 5 active accounts</title>"));
+        assert!(html.contains("<title>2024-05-08: 0 active accounts</title>"));
+        assert!(html.contains("<tr data-account=\"9\">"));
+        assert!(html.contains("never active"));
+        assert!(html.contains("<td class=\"age\">8 days</td>"));
+        assert!(html.contains(
+            "<a href=\"/admin/analytics/accounts/4/usage?from=2024-05-07&amp;to=2024-05-09\">4</a>"
+        ));
+        // Every listed account has a sparkline; one with no events has a flat one.
+        assert_eq!(html.matches("class=\"sparkline\"").count(), 3);
+        assert!(html.contains("aria-label=\"12 events in 3 days, at most 7 a day\""));
+        assert!(html.contains("aria-label=\"0 events in 3 days, at most 0 a day\""));
+        // Nothing to fetch: no URL, no source, no script.
+        assert!(!html.contains("http") && !html.contains("src="));
+    }
+
+    #[test]
+    fn admin_escape_covers_markup_and_quotes() {
+        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
+        assert_eq!(escape("/projects/{id}"), "/projects/{id}");
+    }
+}

@@ -1,0 +1,354 @@
+//! [`Admin`]: its configuration, the guard, the JSON endpoints and their parameters.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use axum::{
+    Router,
+    extract::{Path, RawQuery, Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::{HeaderValue, StatusCode, header, request::Parts};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    usage::{Day, Days, KnownAccount, KnownAccounts, Period, Usage},
+};
+
+use super::page::page;
+
+type Guard = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+
+/// Configures the admin router. See the [module docs](crate::admin) for its routes.
+pub struct Admin {
+    pub(super) usage: Usage,
+    pub(super) guard: Guard,
+    pub(super) known: Option<Arc<dyn KnownAccounts>>,
+    pub(super) chart_days: u32,
+    pub(super) quiet_after: Duration,
+    pub(super) top_accounts: u64,
+    pub(super) quiet_rows: usize,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("usage", &self.usage)
+            .field("chart_days", &self.chart_days)
+            .field("quiet_after", &self.quiet_after)
+            .field("top_accounts", &self.top_accounts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A guard that lets a request in when it carries `Authorization: Bearer <token>`. The
+/// token is compared in constant time.
+pub fn bearer(token: impl Into<String>) -> impl Fn(&Parts) -> bool + Clone + Send + Sync + 'static {
+    let expected: Arc<[u8]> = format!("Bearer {}", token.into()).into_bytes().into();
+    move |parts: &Parts| {
+        let Some(given) = parts.headers.get(header::AUTHORIZATION) else {
+            return false;
+        };
+        let given = given.as_bytes();
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl Admin {
+    /// An admin router over `usage`, letting in the requests `guard` accepts.
+    pub fn new<G>(usage: Usage, guard: G) -> Self
+    where
+        G: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        Self {
+            usage,
+            guard: Arc::new(guard),
+            known: None,
+            chart_days: 30,
+            quiet_after: Duration::from_secs(7 * 86_400),
+            top_accounts: 20,
+            quiet_rows: 100,
+        }
+    }
+
+    /// How many days, ending today, the page charts, and the default range of the JSON
+    /// endpoints. At least 1. Default: 30.
+    pub fn with_chart_days(mut self, days: u32) -> Self {
+        self.chart_days = days.max(1);
+        self
+    }
+
+    /// How long without an event makes an account quiet on the page, and the default of
+    /// `GET /inactive`. Default: 7 days.
+    pub fn with_quiet_after(mut self, threshold: Duration) -> Self {
+        self.quiet_after = threshold;
+        self
+    }
+
+    /// The application's accounts with their sign-up times, so that accounts that never had
+    /// an event are listed as quiet too. Default: none.
+    pub fn with_known_accounts(mut self, known: impl KnownAccounts) -> Self {
+        self.known = Some(Arc::new(known));
+        self
+    }
+
+    /// How many of the most active accounts the page lists. Default: 20.
+    pub fn with_top_accounts(mut self, accounts: u64) -> Self {
+        self.top_accounts = accounts;
+        self
+    }
+
+    /// How many quiet accounts the page lists (all of them are in `GET /inactive`).
+    /// Default: 100.
+    pub fn with_quiet_rows(mut self, rows: usize) -> Self {
+        self.quiet_rows = rows;
+        self
+    }
+
+    /// The router, to mount with [`Router::nest`] into the application's router, whatever
+    /// its state.
+    pub fn into_router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let state = Arc::new(self);
+        Router::new()
+            .route("/", get(page))
+            .route("/inactive", get(inactive))
+            .route("/accounts", get(accounts))
+            .route("/accounts/{id}/usage", get(account_usage))
+            .route("/active", get(active))
+            .route("/event-types", get(event_types))
+            .layer(middleware::from_fn_with_state(state.clone(), guard))
+            .with_state(state)
+    }
+
+    pub(super) async fn known(&self) -> Result<Vec<KnownAccount>> {
+        match &self.known {
+            Some(source) => source.known_accounts().await.map_err(Error::KnownAccounts),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+pub(super) type Shared = State<Arc<Admin>>;
+
+pub(super) async fn guard(State(admin): Shared, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    if !(admin.guard)(&parts) {
+        let mut response = (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+        no_store(&mut response);
+        return response;
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+pub(super) fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A JSON answer, or an error as JSON.
+pub(super) enum Answer {
+    Json(String),
+    Bad(String),
+    Failed(Error),
+}
+
+impl<T: Serialize> From<Result<T>> for Answer {
+    fn from(result: Result<T>) -> Self {
+        match result {
+            Ok(value) => match serde_json::to_string(&value) {
+                Ok(json) => Self::Json(json),
+                Err(e) => Self::Failed(Error::Config(e.to_string())),
+            },
+            Err(Error::Config(message)) => Self::Bad(message),
+            Err(error) => Self::Failed(error),
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let error = |message: String| serde_json::json!({ "error": message }).to_string();
+        let (status, body) = match self {
+            Self::Json(json) => (StatusCode::OK, json),
+            Self::Bad(message) => (StatusCode::BAD_REQUEST, error(message)),
+            // Only until the writer has created its table, a moment after it starts.
+            Self::Failed(e @ Error::TableMissing { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, error(e.to_string()))
+            }
+            Self::Failed(e) => {
+                tracing::error!(error = %e, "admin query failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, error(e.to_string()))
+            }
+        };
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        no_store(&mut response);
+        response
+    }
+}
+
+/// The query string's parameters, undecoded (the values taken are digits, days and words).
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn new(query: Option<String>) -> Self {
+        let mut map = HashMap::new();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.insert(k.to_owned(), v.to_owned());
+        }
+        Self(map)
+    }
+
+    fn number(
+        &self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64> {
+        let Some(text) = self.0.get(name) else {
+            return Ok(default);
+        };
+        text.parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            })
+    }
+
+    fn days(&self, chart_days: u32) -> Result<Days> {
+        let day = |name: &str| self.0.get(name).map(|v| v.parse::<Day>()).transpose();
+        let to = day("to")?.unwrap_or_else(Day::today);
+        match day("from")? {
+            Some(from) => Days::new(from, to),
+            None => Ok(Days::ending(to, chart_days)),
+        }
+    }
+}
+
+pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let default_days = admin.quiet_after.as_secs().div_ceil(86_400).max(1);
+    let result = async {
+        let days = Params::new(query).number("days", default_days, 1..=36_500)?;
+        let since = SystemTime::now() - Duration::from_secs(days * 86_400);
+        let known = admin.known().await?;
+        admin.usage.inactive_accounts(since, &known).await
+    }
+    .await;
+    result.into()
+}
+
+async fn account_usage(
+    State(admin): Shared,
+    Path(account_id): Path<u64>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let result = async {
+        let days = Params::new(query).days(admin.chart_days)?;
+        admin.usage.account(account_id, days).await
+    }
+    .await;
+    result.into()
+}
+
+pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let result = async {
+        let params = Params::new(query);
+        let days = params.days(admin.chart_days)?;
+        let period = match params.0.get("period").map(String::as_str) {
+            None | Some("day") => Period::Day,
+            Some("week") => Period::Week,
+            Some(_) => return Err(Error::Config("period must be day or week".into())),
+        };
+        admin.usage.active_accounts(days, period).await
+    }
+    .await;
+    result.into()
+}
+
+async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let result = async {
+        let params = Params::new(query);
+        let days = params.days(admin.chart_days)?;
+        let limit = params.number("limit", 20, 1..=1000)?;
+        admin.usage.top_event_types(days, limit).await
+    }
+    .await;
+    result.into()
+}
+
+pub(super) async fn accounts(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let result = async {
+        let params = Params::new(query);
+        let days = params.days(admin.chart_days)?;
+        let limit = params.number("limit", 20, 1..=1000)?;
+        admin.usage.top_accounts(days, limit).await
+    }
+    .await;
+    result.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_bearer_compares_the_whole_header() {
+        let guard = bearer("admin-demo");
+        let parts = |value: Option<&str>| {
+            let mut request = http::Request::builder();
+            if let Some(v) = value {
+                request = request.header("authorization", v);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        assert!(guard(&parts(Some("Bearer admin-demo"))));
+        assert!(!guard(&parts(Some("Bearer admin-demo2"))));
+        assert!(!guard(&parts(Some("Bearer admin-dem"))));
+        assert!(!guard(&parts(Some("bearer admin-demo"))));
+        assert!(!guard(&parts(None)));
+    }
+
+    #[test]
+    fn admin_parameters_are_checked() {
+        let p = Params::new(Some(
+            "days=8&limit=0&from=2024-05-01&to=2024-04-01&x".into(),
+        ));
+        assert_eq!(p.number("days", 7, 1..=100).unwrap(), 8);
+        assert_eq!(p.number("missing", 7, 1..=100).unwrap(), 7);
+        assert!(p.number("limit", 20, 1..=1000).is_err());
+        assert!(p.days(30).is_err());
+        let p = Params::new(Some("to=2024-05-31".into()));
+        assert_eq!(p.days(31).unwrap().first().to_string(), "2024-05-01");
+        assert!(Params::new(Some("from=yesterday".into())).days(30).is_err());
+    }
+}

@@ -1,0 +1,559 @@
+//! [`InactivityWatch`]: its builder, its checks and the handle of a running watch.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt as _;
+use tokio::{sync::watch, task::JoinHandle};
+use uuid::Uuid;
+
+use super::{
+    claims::{
+        Kind, LogInsert, LogRow, Observation, Plan, Step, Transition, history, kind_of, plan,
+    },
+    notification::{Notification, NotificationKind},
+    notifier::Notifier,
+};
+use crate::{
+    error::{Error, Result},
+    schema::Schema,
+    usage::{self, KnownAccount, KnownAccounts, Usage},
+};
+
+/// Watches for accounts going quiet. Cheap to clone; clones are the same watch.
+///
+/// Made by [`InactivityWatch::builder`]; run it in the background with
+/// [`spawn`](Self::spawn), or check once with [`check`](Self::check).
+#[derive(Clone)]
+pub struct InactivityWatch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    usage: Usage,
+    notifier: Arc<dyn Notifier>,
+    known: Option<Arc<dyn KnownAccounts>>,
+    name: String,
+    threshold: Duration,
+    interval: Duration,
+    notify_back: bool,
+    settle: Duration,
+    claim_timeout: Duration,
+    concurrency: usize,
+    /// This watch's claims carry it.
+    instance: Uuid,
+    prepared: tokio::sync::OnceCell<()>,
+    /// One check at a time: two checks of one instance would both win its claims.
+    checking: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for InactivityWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("InactivityWatch")
+            .field("name", &i.name)
+            .field("table", &i.usage.schema().qualified_table())
+            .field("threshold", &i.threshold)
+            .field("interval", &i.interval)
+            .field("notify_back", &i.notify_back)
+            .field("instance", &i.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`InactivityWatch`]. Made by [`InactivityWatch::builder`].
+pub struct WatchBuilder {
+    usage: Usage,
+    notifier: Arc<dyn Notifier>,
+    known: Option<Arc<dyn KnownAccounts>>,
+    name: String,
+    threshold: Duration,
+    interval: Duration,
+    notify_back: bool,
+    settle: Duration,
+    claim_timeout: Duration,
+    concurrency: usize,
+}
+
+impl fmt::Debug for WatchBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchBuilder")
+            .field("name", &self.name)
+            .field("threshold", &self.threshold)
+            .field("interval", &self.interval)
+            .field("notify_back", &self.notify_back)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WatchBuilder {
+    /// The watch's name, which keeps its records apart from other watches' (a 7-day and a
+    /// 30-day watch, say). 1 to 64 characters without control characters.
+    /// Default: `"inactive"`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How long without an event makes an account inactive. Default: 7 days.
+    pub fn with_threshold(mut self, threshold: Duration) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// How often to check. Default: 15 minutes.
+    pub fn with_check_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Whether to notify once when an account reported inactive has an event again.
+    /// Default: `false`.
+    pub fn with_notify_back(mut self, notify: bool) -> Self {
+        self.notify_back = notify;
+        self
+    }
+
+    /// The application's accounts with their sign-up times, read at each check, so that an
+    /// account that never had an event is reported once it signed up longer ago than the
+    /// threshold. Default: none; only accounts with events are watched.
+    pub fn with_known_accounts(mut self, known: impl KnownAccounts) -> Self {
+        self.known = Some(Arc::new(known));
+        self
+    }
+
+    /// How long to wait after claiming notifications before reading the claims back, so
+    /// that claims made at the same moment by other instances are seen. Default: 2 s.
+    pub fn with_settle_delay(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// How long a claim without an outcome holds before another check claims the
+    /// notification again (the claiming instance died while notifying). Keep it above the
+    /// longest a notifier takes, retries included. Default: 15 minutes.
+    pub fn with_claim_timeout(mut self, timeout: Duration) -> Self {
+        self.claim_timeout = timeout;
+        self
+    }
+
+    /// How many notifications are delivered at once. Default: 8.
+    pub fn with_concurrency(mut self, notifications: usize) -> Self {
+        self.concurrency = notifications;
+        self
+    }
+
+    /// Checks the configuration and makes the watch; nothing runs until
+    /// [`spawn`](InactivityWatch::spawn) or [`check`](InactivityWatch::check).
+    pub fn build(self) -> Result<InactivityWatch> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if self.name.is_empty()
+            || self.name.chars().count() > 64
+            || self.name.chars().any(char::is_control)
+        {
+            return bad("a watch name is 1 to 64 characters without control characters");
+        }
+        if self.threshold < Duration::from_secs(1) {
+            return bad("the threshold must be at least a second");
+        }
+        if self.interval.is_zero() {
+            return bad("the check interval must be more than zero");
+        }
+        if self.claim_timeout <= self.settle {
+            return bad("the claim timeout must be longer than the settle delay");
+        }
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1");
+        }
+        Ok(InactivityWatch {
+            inner: Arc::new(Inner {
+                usage: self.usage,
+                notifier: self.notifier,
+                known: self.known,
+                name: self.name,
+                threshold: self.threshold,
+                interval: self.interval,
+                notify_back: self.notify_back,
+                settle: self.settle,
+                claim_timeout: self.claim_timeout,
+                concurrency: self.concurrency,
+                instance: Uuid::new_v4(),
+                prepared: tokio::sync::OnceCell::new(),
+                checking: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+/// What one [`check`](InactivityWatch::check) did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// Accounts inactive at this check.
+    pub inactive: usize,
+    /// Notifications this instance delivered.
+    pub delivered: Vec<Notification>,
+    /// Notifications this instance could not deliver; tried again at the next check.
+    pub failed: Vec<Notification>,
+    /// Notifications another instance claimed first.
+    pub claimed_elsewhere: usize,
+}
+
+/// Stops a spawned watch. Dropping it stops the watch too, at once.
+#[derive(Debug)]
+pub struct WatchHandle {
+    pub(super) stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// Stops the watch after the check under way, if any, and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the watch's task has ended (it ends only when stopped, or if it panicked).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl InactivityWatch {
+    /// Starts configuring a watch over the accounts `usage` reads, delivering through
+    /// `notifier`.
+    pub fn builder(usage: Usage, notifier: impl Notifier) -> WatchBuilder {
+        WatchBuilder {
+            usage,
+            notifier: Arc::new(notifier),
+            known: None,
+            name: "inactive".into(),
+            threshold: Duration::from_secs(7 * 86_400),
+            interval: Duration::from_secs(15 * 60),
+            notify_back: false,
+            settle: Duration::from_secs(2),
+            claim_timeout: Duration::from_secs(15 * 60),
+            concurrency: 8,
+        }
+    }
+
+    /// The watch's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The watch's threshold.
+    pub fn threshold(&self) -> Duration {
+        self.inner.threshold
+    }
+
+    fn client(&self) -> &clickhouse::Client {
+        self.inner.usage.client()
+    }
+
+    fn schema(&self) -> &Schema {
+        self.inner.usage.schema()
+    }
+
+    /// Creates the tables if they are absent (once).
+    async fn prepare(&self) -> Result<()> {
+        self.inner
+            .prepared
+            .get_or_try_init(|| async {
+                let client = self.client();
+                let version = Schema::server_version(client).await?;
+                self.schema().ensure(client, version).await?;
+                self.schema().ensure_watch_table(client).await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn read_log(&self) -> Result<Vec<LogRow>> {
+        Ok(self
+            .client()
+            .query(&format!(
+                "SELECT account_id, kind, toUInt32(last_seen), round, step, instance, \
+                 toUInt32(recorded_at) FROM {} WHERE watch = ? \
+                 ORDER BY account_id, last_seen, kind, round",
+                self.schema().qualified(&self.schema().watch_table())
+            ))
+            .bind(&self.inner.name)
+            .fetch_all()
+            .await?)
+    }
+
+    async fn write_log(&self, rows: &[(Transition, u32, Step)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client()
+            .insert_unescaped::<LogInsert<'_>>(
+                &self.schema().qualified(&self.schema().watch_table()),
+            )
+            .await?;
+        for (t, round, step) in rows {
+            insert
+                .write(&LogInsert {
+                    watch: &self.inner.name,
+                    account_id: t.account_id,
+                    kind: t.kind as i8,
+                    last_seen: t.last_seen,
+                    round: *round,
+                    step: *step as i8,
+                    instance: self.inner.instance,
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+
+    /// Checks once: finds the inactive accounts, and notifies each transition no instance
+    /// has handled yet. Creates the tables first if they are absent.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let _one_at_a_time = self.inner.checking.lock().await;
+        self.prepare().await?;
+        let inner = &*self.inner;
+        let now = SystemTime::now();
+        let since = now.checked_sub(inner.threshold).unwrap_or(UNIX_EPOCH);
+        let known: Vec<KnownAccount> = match &inner.known {
+            Some(source) => source
+                .known_accounts()
+                .await
+                .map_err(Error::KnownAccounts)?,
+            None => Vec::new(),
+        };
+        let seen = inner.usage.last_seen().await?;
+        let inactive = usage::inactive(&seen, since, &known);
+        let signed_up: HashMap<u64, SystemTime> =
+            known.iter().map(|k| (k.account_id, k.signed_up)).collect();
+        let server_now: u32 = self
+            .client()
+            .query("SELECT toUInt32(now())")
+            .fetch_one()
+            .await?;
+        let history = history(&self.read_log().await?);
+
+        let mut observed: BTreeMap<u64, Observation> = inactive
+            .iter()
+            .map(|a| {
+                let last_seen = a.last_seen.map_or(0, seconds);
+                (a.account_id, Observation::Quiet { last_seen })
+            })
+            .collect();
+        for account in history.keys() {
+            if seen.contains_key(account) && !observed.contains_key(account) {
+                observed.insert(*account, Observation::Active);
+            }
+        }
+        let plans: Vec<Plan> = observed
+            .iter()
+            .filter_map(|(account, obs)| {
+                plan(
+                    *account,
+                    history.get(account),
+                    *obs,
+                    server_now,
+                    inner.claim_timeout,
+                    inner.notify_back,
+                )
+            })
+            .collect();
+        let mut report = CheckReport {
+            inactive: inactive.len(),
+            ..CheckReport::default()
+        };
+        let writes: Vec<(Transition, u32, Step)> = plans
+            .iter()
+            .map(|p| match *p {
+                Plan::Claim(t, round) => (t, round, Step::Claimed),
+                Plan::Record(t) => (t, 0, Step::Recorded),
+            })
+            .collect();
+        self.write_log(&writes).await?;
+        let claims: Vec<(Transition, u32)> = plans
+            .iter()
+            .filter_map(|p| match *p {
+                Plan::Claim(t, round) => Some((t, round)),
+                Plan::Record(_) => None,
+            })
+            .collect();
+        if claims.is_empty() {
+            return Ok(report);
+        }
+
+        // Let claims made at the same moment elsewhere arrive, then see who won.
+        tokio::time::sleep(inner.settle).await;
+        let rows = self.read_log().await?;
+        let mut winners: HashMap<(Transition, u32), (u32, Uuid)> = HashMap::new();
+        let mut delivered = std::collections::HashSet::new();
+        for row in &rows {
+            let t = Transition {
+                account_id: row.account_id,
+                last_seen: row.last_seen,
+                kind: kind_of(row),
+            };
+            if row.step == Step::Delivered as i8 || row.step == Step::Recorded as i8 {
+                delivered.insert(t);
+            } else if row.step == Step::Claimed as i8 {
+                let claim = (row.recorded_at, row.instance);
+                winners
+                    .entry((t, row.round))
+                    .and_modify(|w| *w = (*w).min(claim))
+                    .or_insert(claim);
+            }
+        }
+        let mut mine = Vec::new();
+        for (t, round) in claims {
+            let won = winners.get(&(t, round)).map(|w| w.1) == Some(inner.instance);
+            if won && !delivered.contains(&t) {
+                mine.push((t, round));
+            } else {
+                report.claimed_elsewhere += 1;
+            }
+        }
+
+        let notifications = mine.into_iter().map(|(t, round)| {
+            let seen_at = |s: u32| (s > 0).then(|| UNIX_EPOCH + Duration::from_secs(s.into()));
+            let notification = Notification {
+                kind: match t.kind {
+                    Kind::Inactive => NotificationKind::Inactive,
+                    Kind::Active => NotificationKind::Active,
+                },
+                watch: inner.name.clone(),
+                account_id: t.account_id,
+                last_seen: match t.kind {
+                    Kind::Inactive => seen_at(t.last_seen),
+                    Kind::Active => seen.get(&t.account_id).copied(),
+                },
+                inactive_since: seen_at(t.last_seen),
+                signed_up: signed_up.get(&t.account_id).copied(),
+                threshold: inner.threshold,
+                detected_at: now,
+            };
+            let notifier = inner.notifier.clone();
+            async move {
+                let outcome = notifier.notify(notification.clone()).await;
+                (t, round, notification, outcome)
+            }
+        });
+        let outcomes: Vec<_> = futures::stream::iter(notifications)
+            .buffer_unordered(inner.concurrency)
+            .collect()
+            .await;
+        let mut steps = Vec::with_capacity(outcomes.len());
+        for (t, round, notification, outcome) in outcomes {
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(watch = %inner.name, account_id = t.account_id, kind = ?t.kind, "account notified");
+                    steps.push((t, round, Step::Delivered));
+                    report.delivered.push(notification);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        watch = %inner.name,
+                        account_id = t.account_id,
+                        error = %error,
+                        "notification failed; it is tried again at the next check"
+                    );
+                    steps.push((t, round, Step::Failed));
+                    report.failed.push(notification);
+                }
+            }
+        }
+        self.write_log(&steps).await?;
+        Ok(report)
+    }
+
+    /// Runs the watch in the background on the current Tokio runtime: a check at once,
+    /// then one every interval. Failed checks are logged and the next one runs as planned.
+    /// Also completes a pending [rollup backfill](Schema::backfill_rollup) in the
+    /// background.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn spawn(self) -> WatchHandle {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(self.inner.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut backfill: Option<JoinHandle<Result<usize>>> = None;
+            let mut backfilled = false;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                match self.check().await {
+                    Ok(report) => tracing::debug!(
+                        watch = %self.inner.name,
+                        inactive = report.inactive,
+                        delivered = report.delivered.len(),
+                        failed = report.failed.len(),
+                        "inactivity check done"
+                    ),
+                    // A writer that has just started may not have made its table yet.
+                    Err(error @ Error::TableMissing { .. }) => tracing::info!(
+                        watch = %self.inner.name,
+                        error = %error,
+                        "nothing to check yet; checking again at the next interval"
+                    ),
+                    Err(error) => tracing::error!(
+                        watch = %self.inner.name,
+                        error = %error,
+                        "inactivity check failed; checking again at the next interval"
+                    ),
+                }
+                if !backfilled && self.inner.prepared.initialized() {
+                    match backfill.take() {
+                        None => {
+                            let (client, schema) = (self.client().clone(), self.schema().clone());
+                            backfill = Some(tokio::spawn(async move {
+                                schema.backfill_rollup(&client).await
+                            }));
+                        }
+                        Some(task) if task.is_finished() => match task.await {
+                            Ok(Ok(_)) => backfilled = true,
+                            Ok(Err(error)) => {
+                                tracing::error!(error = %error, "rollup backfill failed; trying again")
+                            }
+                            Err(error) => {
+                                tracing::error!(error = %error, "rollup backfill panicked; trying again")
+                            }
+                        },
+                        running => backfill = running,
+                    }
+                }
+            }
+            if let Some(task) = backfill {
+                task.abort();
+            }
+        });
+        WatchHandle {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+pub(super) fn seconds(time: SystemTime) -> u32 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}

@@ -1,0 +1,349 @@
+//! [`WebhookNotifier`]: POSTs each notification as JSON, with retries and a timeout.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use hyper_util::{
+    client::legacy::{Client as HyperClient, connect::Connect, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+use super::{
+    notification::Notification,
+    notifier::{Notifier, NotifyFuture},
+};
+use crate::error::{Error, Result};
+
+type SendFuture = Pin<
+    Box<
+        dyn Future<
+                Output = std::result::Result<
+                    http::Response<hyper::body::Incoming>,
+                    hyper_util::client::legacy::Error,
+                >,
+            > + Send,
+    >,
+>;
+
+/// POSTs each notification as JSON to a URL, with a timeout per attempt and retries.
+///
+/// A `2xx` answer is a delivery. Connection errors, timeouts, `408`, `429` and `5xx`
+/// answers are tried again, up to [`with_max_attempts`](WebhookBuilder::with_max_attempts)
+/// requests, waiting between them (doubling, with jitter, or as long as a `Retry-After`
+/// header of at most the longest backoff asks); any other answer gives up at once. Giving up
+/// logs an error and returns [`Error::Webhook`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use idp_analytics::canary::WebhookNotifier;
+///
+/// # fn run() -> idp_analytics::Result<()> {
+/// let webhook = WebhookNotifier::builder("http://hooks.internal:8080/quiet-accounts")
+///     .with_header("authorization", "Bearer s3cret")
+///     .with_timeout(Duration::from_secs(5))
+///     .with_max_attempts(5)
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`build`](WebhookBuilder::build) speaks plain HTTP; for `https://` pass a TLS connector
+/// (such as `hyper-rustls`'s) to [`build_with_connector`](WebhookBuilder::build_with_connector).
+#[derive(Clone)]
+pub struct WebhookNotifier {
+    inner: Arc<Webhook>,
+}
+
+struct Webhook {
+    uri: Uri,
+    /// Host and port only: the path of a webhook URL often holds its secret.
+    host: String,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_attempts: u32,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    send: Box<dyn Fn(Request<String>) -> SendFuture + Send + Sync>,
+}
+
+impl fmt::Debug for WebhookNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookNotifier")
+            .field("host", &self.inner.host)
+            .field("timeout", &self.inner.timeout)
+            .field("max_attempts", &self.inner.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`WebhookNotifier`]. Made by [`WebhookNotifier::builder`].
+#[derive(Clone, Debug)]
+pub struct WebhookBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    max_attempts: u32,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl WebhookNotifier {
+    /// Starts configuring a webhook that POSTs to `url`.
+    pub fn builder(url: impl Into<String>) -> WebhookBuilder {
+        WebhookBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    /// POSTs `notification`, retrying as configured.
+    pub async fn send(&self, notification: &Notification) -> Result<()> {
+        let hook = &*self.inner;
+        let body = serde_json::to_string(notification)
+            .map_err(|e| Error::Config(format!("notification not serializable: {e}")))?;
+        let mut attempt = 0;
+        let last = loop {
+            attempt += 1;
+            let mut request = Request::post(hook.uri.clone())
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(
+                    header::USER_AGENT,
+                    concat!("idp-analytics/", env!("CARGO_PKG_VERSION")),
+                )
+                .body(body.clone())
+                .map_err(|e| Error::Config(e.to_string()))?;
+            request.headers_mut().extend(hook.headers.clone());
+            let (error, retry, retry_after) = match tokio::time::timeout(
+                hook.timeout,
+                (hook.send)(request),
+            )
+            .await
+            {
+                Ok(Ok(response)) if response.status().is_success() => {
+                    tracing::debug!(host = %hook.host, account_id = notification.account_id, attempt, "webhook delivered");
+                    return Ok(());
+                }
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let retry = status.is_server_error()
+                        || status == StatusCode::REQUEST_TIMEOUT
+                        || status == StatusCode::TOO_MANY_REQUESTS;
+                    let retry_after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    (format!("answered {status}"), retry, retry_after)
+                }
+                Ok(Err(e)) => (error_chain(&e), true, None),
+                Err(_) => (format!("no answer within {:?}", hook.timeout), true, None),
+            };
+            if !retry || attempt >= hook.max_attempts {
+                break error;
+            }
+            let wait = backoff(hook.min_backoff, hook.max_backoff, attempt)
+                .max(retry_after.unwrap_or_default().min(hook.max_backoff));
+            tracing::warn!(
+                host = %hook.host,
+                account_id = notification.account_id,
+                attempt,
+                error = %error,
+                ?wait,
+                "webhook failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        };
+        tracing::error!(
+            host = %hook.host,
+            account_id = notification.account_id,
+            attempts = attempt,
+            error = %last,
+            "webhook gave up: the notification was not delivered"
+        );
+        Err(Error::Webhook {
+            host: hook.host.clone(),
+            attempts: attempt,
+            last,
+        })
+    }
+}
+
+impl Notifier for WebhookNotifier {
+    fn notify(&self, notification: Notification) -> NotifyFuture {
+        let this = self.clone();
+        Box::pin(async move { this.send(&notification).await.map_err(Into::into) })
+    }
+}
+
+impl WebhookBuilder {
+    /// Adds a header to every request, such as `authorization`. Default: none besides
+    /// `content-type: application/json` and `user-agent`.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long one request may take, connecting included. Default: 10 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many requests to make before giving up, the first included. Default: 4.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The first and the longest wait between attempts; waits double in between, with
+    /// jitter. Default: 500 ms and 10 s.
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Checks the configuration and makes the notifier, speaking plain HTTP.
+    pub fn build(self) -> Result<WebhookNotifier> {
+        if self.url.starts_with("https://") {
+            return Err(Error::Config(
+                "an https:// webhook needs a TLS connector: use build_with_connector".into(),
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        self.build_with_connector(connector)
+    }
+
+    /// Checks the configuration and makes the notifier, connecting through `connector`
+    /// (for example an HTTPS connector).
+    pub fn build_with_connector<C>(self, connector: C) -> Result<WebhookNotifier>
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        let bad = |what: String| Err(Error::Config(what));
+        let uri: Uri = match self.url.parse() {
+            Ok(uri) => uri,
+            Err(e) => return bad(format!("webhook URL {:?}: {e}", self.url)),
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return bad(format!("webhook URL {:?} must be absolute", self.url));
+        };
+        if scheme != "http" && scheme != "https" {
+            return bad(format!("webhook URL {:?} must be http or https", self.url));
+        }
+        let host = authority
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
+            let mut value = HeaderValue::try_from(value.as_str())
+                .map_err(|e| Error::Config(format!("header {name}: {e}")))?;
+            value.set_sensitive(true);
+            headers.append(name, value);
+        }
+        if self.timeout.is_zero() || self.min_backoff.is_zero() {
+            return bad("webhook timeout and minimum backoff must be more than zero".into());
+        }
+        if self.max_attempts == 0 {
+            return bad("webhook attempts must be at least 1".into());
+        }
+        if self.max_backoff < self.min_backoff {
+            return bad("webhook maximum backoff must not be shorter than the minimum".into());
+        }
+        let client = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build::<C, String>(connector);
+        Ok(WebhookNotifier {
+            inner: Arc::new(Webhook {
+                uri,
+                host,
+                headers,
+                timeout: self.timeout,
+                max_attempts: self.max_attempts,
+                min_backoff: self.min_backoff,
+                max_backoff: self.max_backoff,
+                send: Box::new(move |request| Box::pin(client.request(request))),
+            }),
+        })
+    }
+}
+
+/// The wait after failed attempt `attempt` (1-based): `min` doubled each time up to `max`,
+/// drawn between half and all of it.
+fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let step = min
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(max);
+    step / 2 + (step / 2).mul_f64(fastrand::f64())
+}
+
+/// An error and its sources, `: `-separated (hyper's own message is terse).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_webhook_configuration_is_checked() {
+        assert!(
+            WebhookNotifier::builder("http://127.0.0.1:9/hook")
+                .build()
+                .is_ok()
+        );
+        assert!(
+            WebhookNotifier::builder("https://example.invalid/hook")
+                .build()
+                .is_err()
+        );
+        assert!(WebhookNotifier::builder("/relative").build().is_err());
+        assert!(WebhookNotifier::builder("ftp://x/y").build().is_err());
+        assert!(
+            WebhookNotifier::builder("http://x/")
+                .with_header("bad header", "v")
+                .build()
+                .is_err()
+        );
+        assert!(
+            WebhookNotifier::builder("http://x/")
+                .with_max_attempts(0)
+                .build()
+                .is_err()
+        );
+        let hook = WebhookNotifier::builder("http://user:pw@hooks:8080/T0/secret")
+            .build()
+            .unwrap();
+        assert_eq!(hook.inner.host, "hooks:8080");
+        assert!(!format!("{hook:?}").contains("secret"));
+    }
+
+    #[test]
+    fn canary_backoff_doubles_with_jitter() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 1..10 {
+            let step = (min * 2u32.pow(attempt - 1)).min(max);
+            let wait = backoff(min, max, attempt);
+            assert!(wait >= step / 2 && wait <= step, "{attempt}: {wait:?}");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Days in UTC, ranges of days, and times written as RFC 3339.
+
+use std::{
+    fmt,
+    str::FromStr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// The last day a ClickHouse `DateTime` reaches (2106-02-07).
+pub(super) const LAST_DAY: u32 = (u32::MAX as u64 / SECONDS_PER_DAY) as u32;
+
+/// A calendar day in UTC.
+///
+/// ```
+/// use idp_analytics::usage::Day;
+///
+/// let day: Day = "2024-05-06".parse()?;
+/// assert_eq!(day, Day::from_ymd(2024, 5, 6).unwrap());
+/// assert_eq!(day.to_string(), "2024-05-06");
+/// assert_eq!(day.monday(), day); // a Monday
+/// assert_eq!(day.add_days(2).monday(), day);
+/// assert_eq!(Day::from_ymd(2024, 2, 30), None);
+/// # Ok::<(), idp_analytics::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub(super) u32);
+
+impl Day {
+    /// The day `days` days after 1970-01-01; days past 2106-02-07 (the last a ClickHouse
+    /// `DateTime` reaches) are clamped to it.
+    pub const fn from_days_since_epoch(days: u32) -> Self {
+        Self(if days > LAST_DAY { LAST_DAY } else { days })
+    }
+
+    /// The day of a date, or `None` for a date that does not exist or lies outside
+    /// 1970-01-01 to 2106-02-07.
+    pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Self> {
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+        u32::try_from(days)
+            .ok()
+            .filter(|d| *d <= LAST_DAY)
+            .map(Self)
+    }
+
+    /// The UTC day `time` falls on (1970-01-01 for earlier times).
+    pub fn of(time: SystemTime) -> Self {
+        let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self::from_days_since_epoch(u32::try_from(secs / SECONDS_PER_DAY).unwrap_or(u32::MAX))
+    }
+
+    /// The current UTC day.
+    pub fn today() -> Self {
+        Self::of(SystemTime::now())
+    }
+
+    /// Days since 1970-01-01.
+    pub const fn days_since_epoch(self) -> u32 {
+        self.0
+    }
+
+    /// The year, month (1 to 12) and day of the month.
+    pub fn ymd(self) -> (i32, u32, u32) {
+        let (y, m, d) = civil_from_days(i64::from(self.0));
+        // The range of `Day` keeps these in range.
+        (y as i32, m as u32, d as u32)
+    }
+
+    /// Midnight UTC at the start of the day.
+    pub fn start(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::from(self.0) * SECONDS_PER_DAY)
+    }
+
+    /// The day `n` days later (clamped at 2106-02-07).
+    pub fn add_days(self, n: u32) -> Self {
+        Self::from_days_since_epoch(self.0.saturating_add(n))
+    }
+
+    /// The day `n` days earlier (clamped at 1970-01-01).
+    pub fn sub_days(self, n: u32) -> Self {
+        Self(self.0.saturating_sub(n))
+    }
+
+    /// The Monday that starts this day's week (ISO weeks, as ClickHouse's `toMonday`).
+    pub fn monday(self) -> Self {
+        // 1970-01-01 was a Thursday: three days after a Monday.
+        let since_monday = (self.0 + 3) % 7;
+        // Before the first Monday, 1970-01-05, the week starts on day 0.
+        Self(self.0.saturating_sub(since_monday))
+    }
+
+    /// `YYYY-MM-DD`, the form ClickHouse parses as a `Date`.
+    pub(super) fn sql(self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = self.ymd();
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+impl FromStr for Day {
+    type Err = Error;
+
+    /// Parses `YYYY-MM-DD`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Config(format!("not a day (YYYY-MM-DD): {s:?}"));
+        let mut parts = s.split('-');
+        let (Some(y), Some(m), Some(d), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+            return Err(bad());
+        }
+        let num = |p: &str| p.parse::<u32>().map_err(|_| bad());
+        let year = i32::try_from(num(y)?).map_err(|_| bad())?;
+        Self::from_ymd(year, num(m)?, num(d)?).ok_or_else(bad)
+    }
+}
+
+impl Serialize for Day {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// An inclusive range of UTC days.
+///
+/// ```
+/// use idp_analytics::usage::{Day, Days};
+///
+/// let days = Days::ending(Day::from_ymd(2024, 5, 31).unwrap(), 31);
+/// assert_eq!(days.first().to_string(), "2024-05-01");
+/// assert_eq!(days.len(), 31);
+/// assert!(Days::new(days.last(), days.first()).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Days {
+    pub(super) first: Day,
+    pub(super) last: Day,
+}
+
+impl Days {
+    /// The days from `first` to `last`, both included. `first` must not be after `last`.
+    pub fn new(first: Day, last: Day) -> Result<Self> {
+        if first > last {
+            return Err(Error::Config(format!(
+                "the range of days starts ({first}) after it ends ({last})"
+            )));
+        }
+        Ok(Self { first, last })
+    }
+
+    /// The `n` days that end with `last` (at least one).
+    pub fn ending(last: Day, n: u32) -> Self {
+        Self {
+            first: last.sub_days(n.max(1) - 1),
+            last,
+        }
+    }
+
+    /// The `n` days that end today (at least one).
+    pub fn ending_today(n: u32) -> Self {
+        Self::ending(Day::today(), n)
+    }
+
+    /// The first day.
+    pub fn first(&self) -> Day {
+        self.first
+    }
+
+    /// The last day.
+    pub fn last(&self) -> Day {
+        self.last
+    }
+
+    /// How many days the range holds.
+    pub fn len(&self) -> u32 {
+        self.last.0 - self.first.0 + 1
+    }
+
+    /// Always false: a range holds at least one day.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `day` is in the range.
+    pub fn contains(&self, day: Day) -> bool {
+        self.first <= day && day <= self.last
+    }
+
+    /// Each day of the range, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Day> + use<> {
+        (self.first.0..=self.last.0).map(Day)
+    }
+
+    /// The first second of the range and the first second after it, in Unix seconds.
+    pub(super) fn seconds(&self) -> (u32, u32) {
+        let secs = |day: u32| u32::try_from(u64::from(day) * SECONDS_PER_DAY).unwrap_or(u32::MAX);
+        (secs(self.first.0), secs(self.last.0 + 1))
+    }
+}
+
+pub(super) fn unix(secs: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::from(secs))
+}
+
+/// Whole seconds since the Unix epoch, rounded up, within the range of `DateTime`.
+pub(super) fn ceil_seconds(time: SystemTime) -> u32 {
+    let d = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// `2024-05-01T10:00:00Z`: RFC 3339 in UTC, whole seconds.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(u64::from(u32::MAX));
+    let day = Day::from_days_since_epoch((secs / SECONDS_PER_DAY) as u32);
+    let rest = secs % SECONDS_PER_DAY;
+    format!(
+        "{day}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Serializes a time as [`rfc3339`].
+pub(crate) fn serialize_rfc3339<S: Serializer>(
+    time: &SystemTime,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*time))
+}
+
+pub(super) fn rfc3339_option<S: Serializer>(
+    time: &Option<SystemTime>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match time {
+        Some(t) => serializer.serialize_str(&rfc3339(*t)),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_days_round_trip_through_dates() {
+        assert_eq!(Day::from_ymd(1970, 1, 1), Some(Day(0)));
+        assert_eq!(Day::from_ymd(2000, 3, 1).unwrap().0, 11_017);
+        assert_eq!(
+            Day::from_ymd(2024, 2, 29).unwrap().to_string(),
+            "2024-02-29"
+        );
+        assert_eq!(Day::from_ymd(2023, 2, 29), None);
+        assert_eq!(Day::from_ymd(1900, 2, 29), None);
+        assert_eq!(Day::from_ymd(1969, 12, 31), None);
+        assert_eq!(Day::from_ymd(2106, 2, 8), None);
+        assert_eq!(Day::from_ymd(2106, 2, 7), Some(Day(LAST_DAY)));
+        for n in (0..=LAST_DAY).step_by(37) {
+            let (y, m, d) = Day(n).ymd();
+            assert_eq!(Day::from_ymd(y, m, d), Some(Day(n)), "{n}");
+            assert_eq!(Day(n).to_string().parse::<Day>().unwrap(), Day(n));
+        }
+        for bad in [
+            "",
+            "2024-5-1",
+            "2024-05-01x",
+            "2024-13-01",
+            "24-05-01",
+            "2024-05-01-01",
+        ] {
+            assert!(bad.parse::<Day>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usage_weeks_start_on_monday() {
+        let monday = Day::from_ymd(2024, 5, 6).unwrap();
+        for i in 0..7 {
+            assert_eq!(monday.add_days(i).monday(), monday);
+        }
+        assert_eq!(monday.sub_days(1).monday(), monday.sub_days(7));
+        // 1970-01-05 was the first Monday; days before it start at day 0.
+        assert_eq!(Day(4).monday(), Day(4));
+        assert_eq!(Day(2).monday(), Day(0));
+    }
+
+    #[test]
+    fn usage_times_are_written_in_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_714_557_600_999)),
+            "2024-05-01T10:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_868_799)),
+            "2000-02-29T23:59:59Z"
+        );
+        assert_eq!(ceil_seconds(UNIX_EPOCH + Duration::from_millis(1500)), 2);
+        assert_eq!(ceil_seconds(UNIX_EPOCH + Duration::from_secs(2)), 2);
+    }
+
+    #[test]
+    fn usage_day_ranges() {
+        let last = Day::from_ymd(2024, 3, 2).unwrap();
+        let days = Days::ending(last, 3);
+        assert_eq!(days.first().to_string(), "2024-02-29");
+        assert_eq!(
+            days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            ["2024-02-29", "2024-03-01", "2024-03-02"]
+        );
+        assert_eq!(Days::ending(last, 0).len(), 1);
+        assert_eq!(days.seconds(), (1_709_164_800, 1_709_424_000));
+        assert!(days.contains(last) && !days.contains(last.add_days(1)));
+        assert_eq!(
+            serde_json::to_string(&days).unwrap(),
+            r#"{"first":"2024-02-29","last":"2024-03-02"}"#
+        );
+    }
+}

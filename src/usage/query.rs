@@ -1,0 +1,566 @@
+//! [`Usage`]: the questions, asked of the rollup or of the events table.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::SystemTime,
+};
+
+use serde::Deserialize;
+
+use super::{
+    day::{Day, Days, LAST_DAY, ceil_seconds, unix},
+    types::{
+        AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
+        InactiveAccount, KnownAccount, Period, ReadFrom,
+    },
+};
+use crate::{
+    error::{Error, Result},
+    schema::Schema,
+};
+
+/// Answers usage questions. Cheap to clone.
+///
+/// Made with [`Usage::new`]; [`with_read_from`](Self::with_read_from) picks the table.
+/// Until the events table exists (a writer creates it when it starts), every question
+/// fails with [`Error::TableMissing`].
+#[derive(Clone)]
+pub struct Usage {
+    client: clickhouse::Client,
+    schema: Schema,
+    read_from: ReadFrom,
+    /// Set once the rollup is seen ready; it stays ready.
+    rollup_ready: Arc<AtomicBool>,
+    /// Set once the events table is seen; until then each question checks it exists.
+    table_seen: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Usage")
+            .field("table", &self.schema.qualified_table())
+            .field("read_from", &self.read_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where one query reads, and the expressions that differ between the two tables.
+struct Source {
+    pub(super) table: String,
+    pub(super) rollup: bool,
+}
+
+impl Source {
+    fn count(&self) -> &'static str {
+        if self.rollup {
+            "uniqExactMerge(events)"
+        } else {
+            "uniqExact(event_id)"
+        }
+    }
+
+    fn first(&self) -> &'static str {
+        if self.rollup {
+            "minMerge(first_seen)"
+        } else {
+            "toUInt32(min(inserted_at))"
+        }
+    }
+
+    fn last(&self) -> &'static str {
+        if self.rollup {
+            "maxMerge(last_seen)"
+        } else {
+            "toUInt32(max(inserted_at))"
+        }
+    }
+
+    fn day(&self) -> &'static str {
+        if self.rollup {
+            "day"
+        } else {
+            "toDate(inserted_at, 'UTC')"
+        }
+    }
+
+    /// A condition with two parameters, bound by [`bind_range`](Self::bind_range).
+    fn in_range(&self) -> &'static str {
+        if self.rollup {
+            "day >= toDate(?) AND day <= toDate(?)"
+        } else {
+            "inserted_at >= toDateTime(?) AND inserted_at < toDateTime(?)"
+        }
+    }
+
+    fn bind_range(&self, query: clickhouse::query::Query, days: Days) -> clickhouse::query::Query {
+        if self.rollup {
+            query.bind(days.first.sql()).bind(days.last.sql())
+        } else {
+            let (from, to) = days.seconds();
+            query.bind(from).bind(to)
+        }
+    }
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct TypeRow {
+    pub(super) event_type: String,
+    pub(super) events: u64,
+    pub(super) accounts: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct DayRow {
+    pub(super) day: u16,
+    pub(super) events: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct TotalRow {
+    pub(super) events: u64,
+    pub(super) first: u32,
+    pub(super) last: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct PeriodRow {
+    pub(super) start: u16,
+    pub(super) accounts: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct ActivityRow {
+    pub(super) account_id: u64,
+    pub(super) events: u64,
+    pub(super) active_days: u64,
+    pub(super) last: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct AccountDayRow {
+    pub(super) account_id: u64,
+    pub(super) day: u16,
+    pub(super) events: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct LastSeenRow {
+    pub(super) account_id: u64,
+    pub(super) last: u32,
+}
+
+impl Usage {
+    /// Answers from the tables of `schema`, through `client`.
+    ///
+    /// Validation of row types is turned off on the client: rows are read as plain
+    /// `RowBinary`, which every supported server version speaks.
+    pub fn new(client: clickhouse::Client, schema: Schema) -> Self {
+        Self {
+            client: client.with_validation(false),
+            schema,
+            read_from: ReadFrom::Rollup,
+            rollup_ready: Arc::new(AtomicBool::new(false)),
+            table_seen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Which table answers. Default: [`ReadFrom::Rollup`].
+    pub fn with_read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
+        self
+    }
+
+    /// The schema whose tables are read.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The ClickHouse client.
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    /// Which table answers, as configured.
+    pub fn read_from(&self) -> ReadFrom {
+        self.read_from
+    }
+
+    async fn source(&self) -> Result<Source> {
+        if !self.table_seen.load(Ordering::Acquire) {
+            // A writer that started a moment ago may not have created it yet.
+            if !self
+                .schema
+                .table_exists(&self.client, self.schema.table())
+                .await?
+            {
+                return Err(Error::TableMissing {
+                    table: self.schema.qualified_table(),
+                });
+            }
+            self.table_seen.store(true, Ordering::Release);
+        }
+        let rollup = match self.read_from {
+            ReadFrom::Events => false,
+            ReadFrom::Rollup if self.rollup_ready.load(Ordering::Acquire) => true,
+            ReadFrom::Rollup => {
+                let ready = self.schema.rollup_ready(&self.client).await?;
+                if ready {
+                    self.rollup_ready.store(true, Ordering::Release);
+                } else {
+                    tracing::debug!(
+                        table = %self.schema.qualified_table(),
+                        "the rollup is not ready; answering from the events table"
+                    );
+                }
+                ready
+            }
+        };
+        let table = if rollup {
+            self.schema.qualified(&self.schema.rollup_table())
+        } else {
+            self.schema.qualified_table()
+        };
+        Ok(Source { table, rollup })
+    }
+
+    /// One account's usage over `days`.
+    pub async fn account(&self, account_id: u64, days: Days) -> Result<AccountUsage> {
+        let src = self.source().await?;
+        let (table, range) = (&src.table, src.in_range());
+        let by_type = src
+            .bind_range(
+                self.client
+                    .query(&format!(
+                        "SELECT event_type, {count} AS n, toUInt64(1) AS a FROM {table} \
+                         WHERE account_id = ? AND {range} \
+                         GROUP BY event_type ORDER BY n DESC, event_type",
+                        count = src.count(),
+                    ))
+                    .bind(account_id),
+                days,
+            )
+            .fetch_all::<TypeRow>();
+        let per_day = src
+            .bind_range(
+                self.client
+                    .query(&format!(
+                        "SELECT {day} AS d, {count} AS n FROM {table} \
+                         WHERE account_id = ? AND {range} GROUP BY d ORDER BY d",
+                        day = src.day(),
+                        count = src.count(),
+                    ))
+                    .bind(account_id),
+                days,
+            )
+            .fetch_all::<DayRow>();
+        let total = src
+            .bind_range(
+                self.client
+                    .query(&format!(
+                        "SELECT {count}, {first}, {last} FROM {table} \
+                         WHERE account_id = ? AND {range}",
+                        count = src.count(),
+                        first = src.first(),
+                        last = src.last(),
+                    ))
+                    .bind(account_id),
+                days,
+            )
+            .fetch_one::<TotalRow>();
+        let (by_type, per_day, total) = futures::future::try_join3(by_type, per_day, total).await?;
+        let seen = |secs: u32| (total.events > 0).then(|| unix(secs));
+        Ok(AccountUsage {
+            account_id,
+            days,
+            total_events: total.events,
+            event_types: by_type.into_iter().map(EventTypeCount::from).collect(),
+            first_seen: seen(total.first),
+            last_seen: seen(total.last),
+            active_days: u32::try_from(per_day.len()).unwrap_or(u32::MAX),
+            per_day: per_day.into_iter().map(DayCount::from).collect(),
+        })
+    }
+
+    /// Accounts with at least one event per day or per week of `days`: every period of the
+    /// range, in order, periods without activity included with 0. A week that begins before
+    /// or ends after the range counts only its days within it.
+    pub async fn active_accounts(&self, days: Days, period: Period) -> Result<Vec<ActiveAccounts>> {
+        let src = self.source().await?;
+        let bucket = match period {
+            Period::Day => src.day().to_owned(),
+            Period::Week => format!("toMonday({})", src.day()),
+        };
+        let rows: Vec<PeriodRow> = src
+            .bind_range(
+                self.client.query(&format!(
+                    "SELECT {bucket} AS start, uniqExact(account_id) AS a FROM {table} \
+                     WHERE {range} GROUP BY start ORDER BY start",
+                    table = src.table,
+                    range = src.in_range(),
+                )),
+                days,
+            )
+            .fetch_all()
+            .await?;
+        let found: HashMap<u32, u64> = rows
+            .into_iter()
+            .map(|r| (u32::from(r.start), r.accounts))
+            .collect();
+        let starts: Vec<Day> = match period {
+            Period::Day => days.iter().collect(),
+            Period::Week => {
+                let mut weeks = vec![days.first.monday()];
+                loop {
+                    let next = weeks[weeks.len() - 1].add_days(7);
+                    if next > days.last || next.0 == LAST_DAY {
+                        break weeks;
+                    }
+                    weeks.push(next);
+                }
+            }
+        };
+        Ok(starts
+            .into_iter()
+            .map(|start| ActiveAccounts {
+                start,
+                accounts: found.get(&start.0).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The `limit` event types with the most events in `days`, most first (then by name).
+    pub async fn top_event_types(&self, days: Days, limit: u64) -> Result<Vec<EventTypeCount>> {
+        let src = self.source().await?;
+        let rows: Vec<TypeRow> = src
+            .bind_range(
+                self.client.query(&format!(
+                    "SELECT event_type, {count} AS n, uniqExact(account_id) AS a FROM {table} \
+                     WHERE {range} GROUP BY event_type ORDER BY n DESC, event_type LIMIT {limit}",
+                    count = src.count(),
+                    table = src.table,
+                    range = src.in_range(),
+                )),
+                days,
+            )
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(EventTypeCount::from).collect())
+    }
+
+    /// The `limit` accounts with the most events in `days`, most first (then by account id).
+    pub async fn top_accounts(&self, days: Days, limit: u64) -> Result<Vec<AccountActivity>> {
+        let src = self.source().await?;
+        let rows: Vec<ActivityRow> = src
+            .bind_range(
+                self.client.query(&format!(
+                    "SELECT account_id, {count} AS n, uniqExact({day}) AS d, {last} AS l \
+                     FROM {table} WHERE {range} \
+                     GROUP BY account_id ORDER BY n DESC, account_id LIMIT {limit}",
+                    count = src.count(),
+                    day = src.day(),
+                    last = src.last(),
+                    table = src.table,
+                    range = src.in_range(),
+                )),
+                days,
+            )
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AccountActivity {
+                account_id: r.account_id,
+                events: r.events,
+                active_days: u32::try_from(r.active_days).unwrap_or(u32::MAX),
+                last_seen: unix(r.last),
+            })
+            .collect())
+    }
+
+    /// Events per day in `days` for each of `accounts` that had any, by account id.
+    pub async fn events_per_day(&self, accounts: &[u64], days: Days) -> Result<Vec<AccountDays>> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let src = self.source().await?;
+        // Numbers cannot inject anything; a literal list lets ClickHouse use the primary key.
+        let ids = accounts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<AccountDayRow> = src
+            .bind_range(
+                self.client.query(&format!(
+                    "SELECT account_id, {day} AS d, {count} AS n FROM {table} \
+                     WHERE account_id IN ({ids}) AND {range} \
+                     GROUP BY account_id, d ORDER BY account_id, d",
+                    day = src.day(),
+                    count = src.count(),
+                    table = src.table,
+                    range = src.in_range(),
+                )),
+                days,
+            )
+            .fetch_all()
+            .await?;
+        let mut out: Vec<AccountDays> = Vec::new();
+        for row in rows {
+            let count = DayCount {
+                day: Day(u32::from(row.day)),
+                events: row.events,
+            };
+            match out.last_mut() {
+                Some(last) if last.account_id == row.account_id => last.per_day.push(count),
+                _ => out.push(AccountDays {
+                    account_id: row.account_id,
+                    per_day: vec![count],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every account with an event, and its last event ever.
+    pub async fn last_seen(&self) -> Result<HashMap<u64, SystemTime>> {
+        let src = self.source().await?;
+        let rows: Vec<LastSeenRow> = self
+            .client
+            .query(&format!(
+                "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
+                last = src.last(),
+                table = src.table,
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.account_id, unix(r.last)))
+            .collect())
+    }
+
+    /// Accounts with no event at or after `since`, with their last event: every account whose
+    /// last event is older, and every account of `known` that never had an event and signed
+    /// up before `since`. Never-active accounts come first (earliest sign-up first), then the
+    /// longest quiet.
+    pub async fn inactive_accounts(
+        &self,
+        since: SystemTime,
+        known: &[KnownAccount],
+    ) -> Result<Vec<InactiveAccount>> {
+        // `last < since` in whole seconds: a `since` with a fraction rounds up.
+        let cutoff = ceil_seconds(since);
+        if known.is_empty() {
+            let src = self.source().await?;
+            let rows: Vec<LastSeenRow> = self
+                .client
+                .query(&format!(
+                    "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
+                     HAVING l < ? ORDER BY l, account_id",
+                    last = src.last(),
+                    table = src.table,
+                ))
+                .bind(cutoff)
+                .fetch_all()
+                .await?;
+            return Ok(rows
+                .into_iter()
+                .map(|r| InactiveAccount {
+                    account_id: r.account_id,
+                    last_seen: Some(unix(r.last)),
+                    signed_up: None,
+                })
+                .collect());
+        }
+        let seen = self.last_seen().await?;
+        Ok(inactive(&seen, since, known))
+    }
+}
+
+/// The inactive accounts among `seen` (last event per account) and `known`.
+pub(crate) fn inactive(
+    seen: &HashMap<u64, SystemTime>,
+    since: SystemTime,
+    known: &[KnownAccount],
+) -> Vec<InactiveAccount> {
+    let cutoff = unix(ceil_seconds(since));
+    let signed_up: HashMap<u64, SystemTime> =
+        known.iter().map(|k| (k.account_id, k.signed_up)).collect();
+    let mut out: Vec<InactiveAccount> = seen
+        .iter()
+        .filter(|(_, last)| **last < cutoff)
+        .map(|(id, last)| InactiveAccount {
+            account_id: *id,
+            last_seen: Some(*last),
+            signed_up: signed_up.get(id).copied(),
+        })
+        .collect();
+    let mut listed = HashSet::new();
+    for k in known {
+        if !seen.contains_key(&k.account_id) && k.signed_up < since && listed.insert(k.account_id) {
+            out.push(InactiveAccount {
+                account_id: k.account_id,
+                last_seen: None,
+                signed_up: Some(k.signed_up),
+            });
+        }
+    }
+    out.sort_by_key(|a| (a.last_seen, a.signed_up, a.account_id));
+    out
+}
+
+impl From<TypeRow> for EventTypeCount {
+    fn from(r: TypeRow) -> Self {
+        Self {
+            event_type: r.event_type,
+            events: r.events,
+            accounts: r.accounts,
+        }
+    }
+}
+
+impl From<DayRow> for DayCount {
+    fn from(r: DayRow) -> Self {
+        Self {
+            day: Day(u32::from(r.day)),
+            events: r.events,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn usage_inactive_merges_known_accounts() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let seen: HashMap<u64, SystemTime> = [(1, t(100)), (2, t(900)), (3, t(50))].into();
+        let known = [
+            KnownAccount::new(2, t(10)),
+            KnownAccount::new(4, t(20)), // never active, signed up before the cutoff
+            KnownAccount::new(5, t(600)), // never active, signed up after it
+            KnownAccount::new(6, t(5)),
+            KnownAccount::new(6, t(5)), // listed twice
+        ];
+        let got = inactive(&seen, t(500), &known);
+        let ids: Vec<u64> = got.iter().map(|a| a.account_id).collect();
+        assert_eq!(ids, [6, 4, 3, 1]);
+        assert_eq!(got[0].last_seen, None);
+        assert_eq!(got[0].signed_up, Some(t(5)));
+        assert_eq!(got[2].last_seen, Some(t(50)));
+        // Exactly at the cutoff is not quiet.
+        assert_eq!(inactive(&seen, t(100), &[]).len(), 1);
+        assert_eq!(
+            serde_json::to_value(&got[3]).unwrap(),
+            serde_json::json!({"accountId": 1, "lastSeen": "1970-01-01T00:01:40Z", "signedUp": null})
+        );
+    }
+}
