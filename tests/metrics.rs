@@ -12,44 +12,63 @@ use metrics_util::{
     debugging::{DebugValue, DebuggingRecorder, Snapshotter},
 };
 
-/// The value of the series `name` with the label `table` (and `extra`, if given).
-fn value(
-    snapshotter: &Snapshotter,
-    name: &str,
-    table: &str,
-    extra: Option<(&str, &str)>,
-) -> Option<DebugValue> {
-    let matches = |key: &CompositeKey| {
-        let key = key.key();
-        let has = |k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
-        key.name() == name && has("table", table) && extra.is_none_or(|(k, v)| has(k, v))
-    };
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find(|(key, ..)| matches(key))
-        .map(|(_, _, _, value)| value)
+/// What the recorder has seen. Its snapshots hand out counters as what was added since the
+/// last one (so increments are summed here) and gauges as the value set since the last one
+/// (0 if none was), so gauges are read from the latest snapshot only.
+struct Seen {
+    snapshotter: Snapshotter,
+    series: Vec<(CompositeKey, DebugValue)>,
 }
 
-fn counter(s: &Snapshotter, name: &str, table: &str, extra: Option<(&str, &str)>) -> u64 {
-    match value(s, name, table, extra) {
-        Some(DebugValue::Counter(n)) => n,
-        other => panic!("{name}: {other:?}"),
+impl Seen {
+    fn refresh(&mut self) -> &Self {
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            match self.series.iter_mut().find(|(k, _)| *k == key) {
+                None => self.series.push((key, value)),
+                Some((_, old)) => match (old, value) {
+                    (DebugValue::Counter(old), DebugValue::Counter(new)) => *old += new,
+                    (old, new) => *old = new,
+                },
+            }
+        }
+        self
     }
-}
 
-fn gauge(s: &Snapshotter, name: &str, table: &str) -> f64 {
-    match value(s, name, table, None) {
-        Some(DebugValue::Gauge(g)) => g.0,
-        other => panic!("{name}: {other:?}"),
+    /// The value of the series `name` with the label `table` (and `extra`, if given).
+    fn value(&self, name: &str, table: &str, extra: Option<(&str, &str)>) -> Option<&DebugValue> {
+        let matches = |key: &CompositeKey| {
+            let key = key.key();
+            let has = |k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
+            key.name() == name && has("table", table) && extra.is_none_or(|(k, v)| has(k, v))
+        };
+        self.series
+            .iter()
+            .find(|(key, _)| matches(key))
+            .map(|(_, value)| value)
+    }
+
+    fn counter(&self, name: &str, table: &str, extra: Option<(&str, &str)>) -> u64 {
+        match self.value(name, table, extra) {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn gauge(&self, name: &str, table: &str) -> f64 {
+        match self.value(name, table, None) {
+            Some(DebugValue::Gauge(g)) => g.0,
+            other => panic!("{name}: {other:?}"),
+        }
     }
 }
 
 #[tokio::test]
 async fn the_writer_publishes_prometheus_style_metrics() {
     let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
+    let mut seen = Seen {
+        snapshotter: recorder.snapshotter(),
+        series: Vec::new(),
+    };
     recorder.install().unwrap();
 
     // Five events fit the queue, three do not; then the worker writes the five.
@@ -69,15 +88,15 @@ async fn the_writer_publishes_prometheus_style_metrics() {
     assert!(report.unwritten.is_empty());
     running.await.unwrap();
 
-    let c = |name: &str| counter(&snapshotter, name, &table, None);
+    let seen_now = seen.refresh();
+    let c = |name: &str| seen_now.counter(name, &table, None);
     assert_eq!(c("idp_analytics_events_enqueued_total"), 5);
     assert_eq!(c("idp_analytics_events_written_total"), 5);
     assert_eq!(c("idp_analytics_events_dead_lettered_total"), 0);
     assert_eq!(c("idp_analytics_inserts_total"), 1);
     assert_eq!(c("idp_analytics_insert_retries_total"), 0);
     let dropped = |reason| {
-        counter(
-            &snapshotter,
+        seen_now.counter(
             "idp_analytics_events_dropped_total",
             &table,
             Some(("reason", reason)),
@@ -87,25 +106,11 @@ async fn the_writer_publishes_prometheus_style_metrics() {
     assert_eq!(dropped("invalid"), 1);
     assert_eq!(dropped("spool_full"), 0);
     assert_eq!(dropped("closed"), 0);
-    assert_eq!(
-        gauge(&snapshotter, "idp_analytics_queue_events", &table),
-        0.0
-    );
-    assert_eq!(
-        gauge(&snapshotter, "idp_analytics_pending_events", &table),
-        0.0
-    );
-    assert_eq!(gauge(&snapshotter, "idp_analytics_paused", &table), 0.0);
-    assert_eq!(
-        gauge(&snapshotter, "idp_analytics_spool_bytes", &table),
-        0.0
-    );
-    match value(
-        &snapshotter,
-        "idp_analytics_insert_duration_seconds",
-        &table,
-        None,
-    ) {
+    assert_eq!(seen_now.gauge("idp_analytics_queue_events", &table), 0.0);
+    assert_eq!(seen_now.gauge("idp_analytics_pending_events", &table), 0.0);
+    assert_eq!(seen_now.gauge("idp_analytics_paused", &table), 0.0);
+    assert_eq!(seen_now.gauge("idp_analytics_spool_bytes", &table), 0.0);
+    match seen_now.value("idp_analytics_insert_duration_seconds", &table, None) {
         Some(DebugValue::Histogram(seconds)) => {
             assert_eq!(seconds.len(), 1);
             assert!(seconds[0].0 > 0.0 && seconds[0].0 < 30.0, "{seconds:?}");
@@ -125,25 +130,32 @@ async fn the_writer_publishes_prometheus_style_metrics() {
         .build()
         .unwrap();
     analytics.try_record(Event::new(1, "x").unwrap()).unwrap();
-    let published = common::eventually(Duration::from_secs(20), || async {
-        analytics.stats().retried_batches >= 3
-            && matches!(
-                value(&snapshotter, "idp_analytics_paused", &table, None),
-                Some(DebugValue::Gauge(g)) if g.0 == 1.0
-            )
-    })
-    .await;
+    // One publish (once a second) shows the writer paused with the event pending.
+    let mut published = false;
+    for _ in 0..200 {
+        let now = seen.refresh();
+        let gauge = |name| match now.value(name, &table, None) {
+            Some(DebugValue::Gauge(g)) => g.0,
+            _ => -1.0,
+        };
+        if gauge("idp_analytics_paused") == 1.0 && gauge("idp_analytics_pending_events") == 1.0 {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(published, "{:?}", analytics.stats());
-    let pauses = counter(
-        &snapshotter,
+    assert!(
+        common::eventually(Duration::from_secs(20), || async {
+            analytics.stats().retried_batches >= 3
+        })
+        .await
+    );
+    let pauses = seen.refresh().counter(
         "idp_analytics_pauses_total",
         &table,
         Some(("reason", "authentication")),
     );
     assert_eq!(pauses, 1);
-    assert_eq!(
-        gauge(&snapshotter, "idp_analytics_pending_events", &table),
-        1.0
-    );
     analytics.shutdown(Duration::from_millis(200)).await;
 }

@@ -347,7 +347,7 @@ impl Analytics {
 
     /// Usage queries over this writer's connection and tables: no second set of settings.
     pub fn usage(&self) -> Usage {
-        Usage::new(self.connection().client(), self.schema().clone())
+        Usage::from_connection(self.connection(), self.schema().clone())
     }
 
     fn shared(&self) -> &Shared {
