@@ -436,7 +436,7 @@ async fn the_axum_example_over_https() {
         );
     }
     let last = Mutex::new(String::new());
-    let answered = common::eventually(Duration::from_secs(30), || async {
+    let answered = common::eventually(Duration::from_secs(60), || async {
         let (status, body) = app
             .get(
                 "/admin/analytics/accounts/42/usage",
