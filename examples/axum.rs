@@ -25,12 +25,17 @@
 //! `demo` reporter with a fresh token is made and its token printed (on standard error).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `http://127.0.0.1:8123`; `https://` is checked against the platform's CAs and
+//! `SSL_CERT_FILE`), `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD` (default none: the server's
+//! `default` user), `RUST_LOG` (default `idp_analytics=info,warn`, on standard error),
+//! `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
 //! `IDP_ANALYTICS_CLUSTER` (default none: one server; with a cluster's name, the tables are
 //! created `ON CLUSTER` on it, and `CLICKHOUSE_URL` may list several of its servers,
-//! comma-separated: the writer goes on through them, the queries use the first).
+//! comma-separated: the writer goes on through them, the queries use the first),
+//! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
+//! `scripts/load` to measure what the layer costs end to end; default on).
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
@@ -48,8 +53,8 @@ use axum::{
     routing::{get, post},
 };
 use idp_analytics::{
-    AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
-    admin, clickhouse,
+    AccountId, Admin, Analytics, AnalyticsLayer, Connection, InactivityWatch, Notification,
+    Reporters, Usage, admin,
     reporter::REPORTERS_ENV,
     schema::{Schema, Topology},
 };
@@ -57,7 +62,7 @@ use tower::ServiceBuilder;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let url = env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123");
+    init_logging();
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let port: u16 = env_or("PORT", "3000").parse()?;
 
@@ -66,17 +71,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
         schema = schema.with_topology(Topology::cluster(cluster)?);
     }
-    let mut builder = Analytics::builder(&url).with_schema(schema);
+    let mut builder = Analytics::builder_with(connection()?).with_schema(schema);
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
-    let first = url.split(',').next().unwrap_or_default().trim();
-    let usage = Usage::new(
-        clickhouse::Client::default().with_url(first),
-        analytics.schema().clone(),
-    );
+    // The writer's connection and tables (on its first server): nothing configured twice.
+    let usage = analytics.usage();
     let app = app(analytics.clone(), reporters()?, usage.clone())?;
 
     // Be told, once, when an account goes quiet (and when it comes back).
@@ -128,6 +130,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
+    let analytics = (env_or("IDP_ANALYTICS_LAYER", "on") != "off").then_some(analytics);
 
     let billing = Router::new()
         .route("/invoices", get(invoices))
@@ -143,7 +146,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
-                .layer(analytics),
+                .option_layer(analytics),
         )
         // After the layers: reports are recorded by the endpoint itself, and the dashboard
         // is not product usage.
@@ -203,6 +206,32 @@ async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let mut response = format!("token: demo-{account}\n").into_response();
     response.extensions_mut().insert(AccountId(account));
     response
+}
+
+/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
+/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
+fn connection() -> idp_analytics::Result<Connection> {
+    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
+    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
+        connection = connection.with_user(user);
+    }
+    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
+        connection = connection.with_password(password);
+    }
+    connection.build()
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'
+/// warnings). The writer says there why it is paused, and when it resumes.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("idp_analytics=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn env_or(name: &str, default: &str) -> String {

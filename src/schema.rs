@@ -99,7 +99,8 @@
 //!     kind        Enum8('inactive' = 1, 'active' = 2),
 //!     last_seen   DateTime,
 //!     round       UInt32,
-//!     step        Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),
+//!     step        Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4,
+//!                       'returning' = 5),
 //!     instance    UUID,
 //!     recorded_at DateTime DEFAULT now()
 //! )
@@ -159,6 +160,12 @@ impl ServerVersion {
     /// a retried insert be dropped by the server instead of stored twice.
     pub fn supports_insert_deduplication_token(self) -> bool {
         self >= Self::new(22, 2, 0)
+    }
+
+    /// Whether the server knows the `async_insert` setting (from 21.11). Older servers
+    /// refuse an unknown setting (code 115), so it is sent only to those that know it.
+    pub fn supports_async_insert(self) -> bool {
+        self >= Self::new(21, 11, 0)
     }
 }
 
@@ -651,7 +658,8 @@ impl Schema {
                 kind Enum8('inactive' = 1, 'active' = 2),\n    \
                 last_seen DateTime,\n    \
                 round UInt32,\n    \
-                step Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),\n    \
+                step Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4, \
+                    'returning' = 5),\n    \
                 instance UUID,\n    \
                 recorded_at DateTime DEFAULT now()\n\
             )\n\
@@ -836,7 +844,29 @@ impl Schema {
     /// Creates the inactivity watch's table if it is absent. Idempotent.
     pub async fn ensure_watch_table(&self, client: &clickhouse::Client) -> Result<()> {
         self.create(client, &self.watch_table(), &self.create_watch_table_sql())
-            .await
+            .await?;
+        // A table made before the `returning` step: add it (a change of metadata only).
+        let step: String = client
+            .query(
+                "SELECT type FROM system.columns \
+                 WHERE database = ? AND table = ? AND name = 'step'",
+            )
+            .bind(&self.database)
+            .bind(self.watch_table())
+            .fetch_one()
+            .await?;
+        if !step.contains("'returning'") {
+            client
+                .query(&format!(
+                    "ALTER TABLE {}{} MODIFY COLUMN step Enum8('claimed' = 1, 'delivered' = 2, \
+                     'failed' = 3, 'recorded' = 4, 'returning' = 5)",
+                    self.qualified(&self.watch_table()),
+                    self.on_cluster(),
+                ))
+                .execute()
+                .await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn table_exists(
@@ -881,8 +911,10 @@ impl Schema {
     /// Rows written to the old table while it ran are copied again after the swap (any
     /// month whose row count changed), into the new table, so that the rollup sees them too;
     /// rows copied twice are one row, as always. The copy itself does not feed the rollup,
-    /// which already holds these events. The rollup, the watch's table and the materialized
-    /// view are untouched: the view follows the table's name.
+    /// which already holds these events. The rollup and the watch's table are untouched; the
+    /// materialized view is made again right after the swap (on an Atomic database it would
+    /// go on following the old table), so a row written in that moment reaches the new table
+    /// but not the rollup.
     ///
     /// Run it once, from one process, preferably while no writer writes: a writer that is
     /// writing keeps writing across the swap, but a row it writes into the old table after
@@ -937,6 +969,19 @@ impl Schema {
                 kept = self.qualified(&kept),
                 copy = self.qualified(&copy),
             ))
+            .execute()
+            .await?;
+        // On an Atomic database (the default from 20.10) the view follows the table it was
+        // made for, now the kept one, not the name: make it again for the new table.
+        client
+            .query(&format!(
+                "DROP TABLE IF EXISTS {}",
+                self.qualified(&self.rollup_view())
+            ))
+            .execute()
+            .await?;
+        client
+            .query(&self.create_rollup_view_sql())
             .execute()
             .await?;
         tracing::info!(table = %self.qualified_table(), months = before.len(), rows, "events table moved to the new key");

@@ -20,6 +20,7 @@ use super::{
     },
 };
 use crate::{
+    connection::Connection,
     error::{Error, Result},
     schema::Schema,
 };
@@ -32,6 +33,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Usage {
     client: clickhouse::Client,
+    /// The connection the client was made from, when it was.
+    connection: Option<Connection>,
     schema: Schema,
     read_from: ReadFrom,
     /// Set once the rollup is seen ready; it stays ready.
@@ -50,7 +53,7 @@ impl fmt::Debug for Usage {
 }
 
 /// Where one query reads, and the expressions that differ between the two tables.
-struct Source {
+pub(super) struct Source {
     pub(super) table: String,
     pub(super) rollup: bool,
 }
@@ -72,7 +75,7 @@ impl Source {
         }
     }
 
-    fn last(&self) -> &'static str {
+    pub(super) fn last(&self) -> &'static str {
         if self.rollup {
             "maxMerge(last_seen)"
         } else {
@@ -80,7 +83,27 @@ impl Source {
         }
     }
 
-    fn day(&self) -> &'static str {
+    /// The day as a column named `day`.
+    pub(super) fn day_as(&self) -> &'static str {
+        if self.rollup {
+            "day"
+        } else {
+            "toDate(inserted_at, 'UTC') AS day"
+        }
+    }
+
+    /// Events of the rows where `condition` holds. From the rollup, the sum of each row's
+    /// distinct events: cheaper than merging the sets, and the same once the rollup's parts
+    /// are merged (until then, an event written twice by a retried insert counts twice).
+    pub(super) fn count_if(&self, condition: &str) -> String {
+        if self.rollup {
+            format!("sumIf(finalizeAggregation(events), {condition})")
+        } else {
+            format!("uniqExactIf(event_id, {condition})")
+        }
+    }
+
+    pub(super) fn day(&self) -> &'static str {
         if self.rollup {
             "day"
         } else {
@@ -93,7 +116,7 @@ impl Source {
         if self.rollup {
             "day >= toDate(?) AND day <= toDate(?)"
         } else {
-            "inserted_at >= toDateTime(?) AND inserted_at < toDateTime(?)"
+            "inserted_at >= toDateTime(?) AND inserted_at <= toDateTime(?)"
         }
     }
 
@@ -162,11 +185,27 @@ impl Usage {
     pub fn new(client: clickhouse::Client, schema: Schema) -> Self {
         Self {
             client: client.with_validation(false),
+            connection: None,
             schema,
             read_from: ReadFrom::Rollup,
             rollup_ready: Arc::new(AtomicBool::new(false)),
             table_seen: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Answers from the tables of `schema`, over `connection` (its first URL, credentials,
+    /// TLS roots and pool of HTTP connections).
+    pub fn from_connection(connection: &Connection, schema: Schema) -> Self {
+        Self {
+            connection: Some(connection.clone()),
+            ..Self::new(connection.client(), schema)
+        }
+    }
+
+    /// The connection this was made from ([`from_connection`](Self::from_connection)), with
+    /// its timeouts; `None` when made from a client ([`new`](Self::new)).
+    pub fn connection(&self) -> Option<&Connection> {
+        self.connection.as_ref()
     }
 
     /// Which table answers. Default: [`ReadFrom::Rollup`].
@@ -190,7 +229,7 @@ impl Usage {
         self.read_from
     }
 
-    async fn source(&self) -> Result<Source> {
+    pub(super) async fn source(&self) -> Result<Source> {
         if !self.table_seen.load(Ordering::Acquire) {
             // A writer that started a moment ago may not have created it yet.
             if !self
@@ -433,6 +472,33 @@ impl Usage {
             .client
             .query(&format!(
                 "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
+                last = src.last(),
+                table = src.table,
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.account_id, unix(r.last)))
+            .collect())
+    }
+
+    /// The last event ever of each of `accounts` that had one.
+    pub async fn last_seen_of(&self, accounts: &[u64]) -> Result<HashMap<u64, SystemTime>> {
+        if accounts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let src = self.source().await?;
+        let ids = accounts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<LastSeenRow> = self
+            .client
+            .query(&format!(
+                "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
+                 GROUP BY account_id",
                 last = src.last(),
                 table = src.table,
             ))

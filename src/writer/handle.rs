@@ -16,11 +16,13 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::{
+    connection::Connection,
     error::{Error, Rejected},
     event::{Capture, Event},
+    usage::Usage,
 };
 
-use super::{Builder, Stats, Worker, spool::Spool, stats::Counters};
+use super::{Builder, PauseReason, Stats, Worker, metrics::Metrics, spool::Spool, stats::Counters};
 
 /// Why events were not written, reported to those who asked for a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,13 +49,14 @@ pub(crate) enum Item {
 }
 
 impl Item {
-    fn into_queued(self) -> Queued {
+    /// The queued event; `None` for a capture whose route name is no event type.
+    fn into_queued(self) -> Option<Queued> {
         match self {
-            Self::Event(queued) => queued,
-            Self::Capture(capture) => Queued {
-                event: capture.into_event(),
-                ack: None,
-            },
+            Self::Event(queued) => Some(queued),
+            Self::Capture(capture) => capture
+                .into_event()
+                .ok()
+                .map(|event| Queued { event, ack: None }),
         }
     }
 }
@@ -133,6 +136,7 @@ impl<T> std::ops::Deref for Padded<T> {
 /// State shared by the handles and the worker.
 pub(crate) struct Shared {
     pub(crate) config: Arc<Builder>,
+    pub(crate) connection: Connection,
     pub(crate) queue: ArrayQueue<Item>,
     /// Slots taken in the queue, reserved before a push so a group goes in whole or not at
     /// all. On a cache line of its own: producers and the worker both write it.
@@ -153,12 +157,16 @@ pub(crate) struct Shared {
     pub(crate) spool_full: AtomicBool,
     /// The worker cannot write until someone acts (credentials, table); events are kept.
     pub(crate) paused: AtomicBool,
+    /// Why the worker is paused, while it is.
+    pub(crate) pause_reason: Mutex<Option<PauseReason>>,
     pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
     pub(crate) leftovers: Mutex<Vec<Event>>,
     pub(crate) done: watch::Sender<bool>,
 }
 
 impl Shared {
+    #[inline(always)]
     fn reserve(&self, n: usize) -> Result<usize, Rejected> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Rejected::Closed);
@@ -191,6 +199,9 @@ impl Shared {
         released + self.reserved.load(Ordering::Acquire) as u64
     }
 
+    // Inlined, like the rest of the enqueue, so that the item is built in place and
+    // copied once, into its slot.
+    #[inline(always)]
     fn push_reserved(&self, item: Item) {
         // A reserved slot is always free: the worker releases a reservation only after it
         // popped the item.
@@ -201,8 +212,19 @@ impl Shared {
 
     /// Takes the oldest event. Its slot stays reserved until [`release`](Self::release),
     /// so that the worker touches the shared counter once per batch, not once per event.
+    ///
+    /// A request's capture whose route name is no event type is counted in
+    /// [`Stats::dropped_invalid`] and its slot released at once.
     pub(crate) fn pop(&self) -> Option<Queued> {
-        self.queue.pop().map(Item::into_queued)
+        loop {
+            if let Some(queued) = self.queue.pop()?.into_queued() {
+                return Some(queued);
+            }
+            self.counters
+                .dropped_invalid
+                .fetch_add(1, Ordering::Relaxed);
+            self.release(1);
+        }
     }
 
     /// Frees `n` slots of events taken with [`pop`](Self::pop).
@@ -215,6 +237,8 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot(self.enqueued());
+        stats.paused = *self.pause_reason.lock().unwrap_or_else(|e| e.into_inner());
+        stats.queued = self.queue.len() as u64;
         if let Some(spool) = &self.spool {
             stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
             stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
@@ -285,9 +309,15 @@ impl fmt::Debug for Analytics {
     }
 }
 
-pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Worker) {
+pub(crate) fn pair(
+    config: Arc<Builder>,
+    connection: Connection,
+    spool: Option<Spool>,
+) -> (Analytics, Worker) {
     let capacity = config.queue_capacity;
     let shared = Arc::new(Shared {
+        metrics: Metrics::new(&config.schema.qualified_table()),
+        connection,
         wake_at: config.max_rows.min(capacity.div_ceil(2)).max(1),
         queue: ArrayQueue::new(capacity),
         reserved: Padded(AtomicUsize::new(0)),
@@ -299,6 +329,7 @@ pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Wo
         spool,
         spool_full: AtomicBool::new(false),
         paused: AtomicBool::new(false),
+        pause_reason: Mutex::new(None),
         counters: Counters::default(),
         leftovers: Mutex::new(Vec::new()),
         done: watch::Sender::new(false),
@@ -318,6 +349,23 @@ impl Analytics {
         Builder::new(url)
     }
 
+    /// Starts configuring a writer over `connection`, whose URL, credentials, TLS roots and
+    /// timeouts it uses, and whose pool of HTTP connections it shares with every client made
+    /// from it.
+    pub fn builder_with(connection: Connection) -> Builder {
+        Builder::from_connection(connection)
+    }
+
+    /// The connection this writer writes through: make other clients from it.
+    pub fn connection(&self) -> &Connection {
+        &self.shared().connection
+    }
+
+    /// Usage queries over this writer's connection and tables: no second set of settings.
+    pub fn usage(&self) -> Usage {
+        Usage::from_connection(self.connection(), self.schema().clone())
+    }
+
     fn shared(&self) -> &Shared {
         &self.inner.shared
     }
@@ -329,10 +377,12 @@ impl Analytics {
     }
 
     /// Enqueues a request's capture, as [`try_record`](Self::try_record) does an event.
+    #[inline(always)]
     pub(crate) fn try_capture(&self, capture: Capture) -> Result<(), Rejected> {
         self.enqueue(Item::Capture(capture))
     }
 
+    #[inline(always)]
     fn enqueue(&self, item: Item) -> Result<(), Rejected> {
         let shared = self.shared();
         match shared.reserve(1) {
@@ -419,9 +469,10 @@ impl Analytics {
         !self.shared().is_closing()
     }
 
-    /// Whether the writer is paused: ClickHouse refused its credentials or its table, so it
-    /// keeps the events it has and checks again with backoff. A reporter should answer
-    /// `503` while this holds.
+    /// Whether the writer is paused: it met an error it cannot write past on its own
+    /// (credentials, the table, TLS, an answer that is not ClickHouse's), so it keeps the
+    /// events it has and tries again with backoff. [`Stats::paused`] says why. A reporter
+    /// should answer `503` while this holds.
     pub fn is_paused(&self) -> bool {
         self.shared().paused.load(Ordering::Relaxed)
     }
@@ -439,8 +490,7 @@ impl Analytics {
     /// A new client for this writer's first server and credentials (no default database),
     /// for the reads that go with writing, such as the reporter's look-up of resent ids.
     pub(crate) fn query_client(&self) -> clickhouse::Client {
-        let config = &self.shared().config;
-        super::sink::admin_client(config, &config.servers.urls()[0])
+        self.connection().client()
     }
 
     /// Stops taking events, writes everything queued, and waits until ClickHouse has
