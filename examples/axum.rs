@@ -27,7 +27,9 @@
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
 //! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
-//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only).
+//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
+//! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
+//! `scripts/load` to measure what the layer costs end to end; default on).
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
@@ -118,6 +120,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
+    let analytics = (env_or("IDP_ANALYTICS_LAYER", "on") != "off").then_some(analytics);
 
     let billing = Router::new()
         .route("/invoices", get(invoices))
@@ -133,7 +136,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
-                .layer(analytics),
+                .option_layer(analytics),
         )
         // After the layers: reports are recorded by the endpoint itself, and the dashboard
         // is not product usage.

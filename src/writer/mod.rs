@@ -37,12 +37,14 @@ mod collector;
 mod config;
 mod handle;
 mod sink;
-mod spool;
+pub(crate) mod spool;
 mod stats;
 mod worker;
 
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
+#[doc(hidden)]
+pub use sink::EventRow;
 pub use spool::Fsync;
 pub use stats::Stats;
 pub use worker::Worker;
