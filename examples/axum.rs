@@ -25,7 +25,10 @@
 //! `demo` reporter with a fresh token is made and its token printed (on standard error).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `http://127.0.0.1:8123`; `https://` is checked against the platform's CAs and
+//! `SSL_CERT_FILE`), `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD` (default none: the server's
+//! `default` user), `RUST_LOG` (default `idp_analytics=info,warn`, on standard error),
+//! `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
 //! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
@@ -47,28 +50,27 @@ use axum::{
     routing::{get, post},
 };
 use idp_analytics::{
-    AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
-    admin, clickhouse, reporter::REPORTERS_ENV, schema::Schema,
+    AccountId, Admin, Analytics, AnalyticsLayer, Connection, InactivityWatch, Notification,
+    Reporters, Usage, admin, reporter::REPORTERS_ENV, schema::Schema,
 };
 use tower::ServiceBuilder;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let url = env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123");
+    init_logging();
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut builder = Analytics::builder(&url).with_schema(Schema::new(database, "events")?);
+    let mut builder =
+        Analytics::builder_with(connection()?).with_schema(Schema::new(database, "events")?);
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
-    let usage = Usage::new(
-        clickhouse::Client::default().with_url(&url),
-        analytics.schema().clone(),
-    );
+    // The writer's connection and tables: nothing configured twice.
+    let usage = analytics.usage();
     let app = app(analytics.clone(), reporters()?, usage.clone())?;
 
     // Be told, once, when an account goes quiet (and when it comes back).
@@ -196,6 +198,32 @@ async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let mut response = format!("token: demo-{account}\n").into_response();
     response.extensions_mut().insert(AccountId(account));
     response
+}
+
+/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
+/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
+fn connection() -> idp_analytics::Result<Connection> {
+    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
+    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
+        connection = connection.with_user(user);
+    }
+    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
+        connection = connection.with_password(password);
+    }
+    connection.build()
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'
+/// warnings). The writer says there why it is paused, and when it resumes.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("idp_analytics=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn env_or(name: &str, default: &str) -> String {

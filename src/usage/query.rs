@@ -20,6 +20,7 @@ use super::{
     },
 };
 use crate::{
+    connection::Connection,
     error::{Error, Result},
     schema::Schema,
 };
@@ -32,6 +33,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Usage {
     client: clickhouse::Client,
+    /// The connection the client was made from, when it was.
+    connection: Option<Connection>,
     schema: Schema,
     read_from: ReadFrom,
     /// Set once the rollup is seen ready; it stays ready.
@@ -182,11 +185,27 @@ impl Usage {
     pub fn new(client: clickhouse::Client, schema: Schema) -> Self {
         Self {
             client: client.with_validation(false),
+            connection: None,
             schema,
             read_from: ReadFrom::Rollup,
             rollup_ready: Arc::new(AtomicBool::new(false)),
             table_seen: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Answers from the tables of `schema`, over `connection` (its first URL, credentials,
+    /// TLS roots and pool of HTTP connections).
+    pub fn from_connection(connection: &Connection, schema: Schema) -> Self {
+        Self {
+            connection: Some(connection.clone()),
+            ..Self::new(connection.client(), schema)
+        }
+    }
+
+    /// The connection this was made from ([`from_connection`](Self::from_connection)), with
+    /// its timeouts; `None` when made from a client ([`new`](Self::new)).
+    pub fn connection(&self) -> Option<&Connection> {
+        self.connection.as_ref()
     }
 
     /// Which table answers. Default: [`ReadFrom::Rollup`].

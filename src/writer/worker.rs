@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::event::Event;
 
 use super::{
+    PauseReason,
     collector::SpoolCollector,
     handle::{Ack, Queued, Shared, WriteFailed},
     sink::{self, Failure, Sink},
@@ -64,7 +65,7 @@ impl Worker {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let config = &shared.config;
         let backoff = Backoff::new(config.min_backoff, config.max_backoff);
-        let sink = Sink::new(config);
+        let sink = Sink::new(&shared.connection, &config.schema);
         Self {
             shared,
             sink,
@@ -78,11 +79,31 @@ impl Worker {
     pub async fn run(mut self) {
         let table = self.shared.config.schema.qualified_table();
         tracing::debug!(%table, spool = self.shared.spool.is_some(), "analytics writer started");
-        if self.shared.spool.is_some() {
-            self.run_spooled().await;
-        } else {
-            self.run_direct().await;
+        let shared = self.shared.clone();
+        let work = async {
+            if self.shared.spool.is_some() {
+                self.run_spooled().await;
+            } else {
+                self.run_direct().await;
+            }
+        };
+        #[cfg(feature = "metrics")]
+        {
+            let publish = async {
+                loop {
+                    shared.metrics.publish(&shared.stats());
+                    tokio::time::sleep(super::metrics::PUBLISH_EVERY).await;
+                }
+            };
+            tokio::select! {
+                () = work => {}
+                () = publish => {}
+            }
+            shared.metrics.publish(&shared.stats());
         }
+        #[cfg(not(feature = "metrics"))]
+        work.await;
+        drop(shared);
         tracing::debug!(%table, "analytics writer stopped");
     }
 
@@ -286,7 +307,8 @@ impl Worker {
     /// acknowledges it, it is refused as bad data, or a shutdown deadline passes.
     async fn write(&mut self, events: &[Event]) -> Outcome {
         let config = self.shared.config.clone();
-        let counters = &self.shared.counters;
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
         loop {
             if self.aborted() {
                 return Outcome::Aborted;
@@ -303,7 +325,12 @@ impl Worker {
                         "analytics table ready"
                     );
                 }
-                self.sink.insert(&config.schema, events).await
+                let started = Instant::now();
+                let inserted = self.sink.insert(&config.schema, events).await;
+                if inserted.is_ok() {
+                    shared.metrics.insert_took(started.elapsed());
+                }
+                inserted
             };
             let result = tokio::select! {
                 r = attempt => r,
@@ -312,7 +339,7 @@ impl Worker {
             self.log.observe(self.shared.stats());
             let error = match result {
                 Ok(()) => {
-                    self.shared.paused.store(false, Ordering::Relaxed);
+                    self.resume();
                     Counters::add(&counters.written, events.len());
                     Counters::add(&counters.batches, 1);
                     self.backoff.reset();
@@ -321,7 +348,11 @@ impl Worker {
                 }
                 Err(error) => error,
             };
-            match sink::classify(&error) {
+            let failure = tokio::select! {
+                f = self.sink.diagnose(&error) => f,
+                () = self.shared.until_aborted() => return Outcome::Aborted,
+            };
+            match failure {
                 Failure::BadData => {
                     Counters::add(&counters.dead_lettered, events.len());
                     let reason = error.to_string();
@@ -330,15 +361,9 @@ impl Worker {
                     tracing::debug!(rows = events.len(), %place, "analytics batch dead-lettered");
                     return Outcome::DeadLettered;
                 }
-                Failure::Pause => {
+                Failure::Pause(reason) => {
                     self.prepared = false;
-                    self.shared.paused.store(true, Ordering::Relaxed);
-                    tracing::error!(
-                        error = %error,
-                        rows = events.len(),
-                        "analytics writer paused: ClickHouse refused the table or the credentials; \
-                         events are kept and the table is checked again"
-                    );
+                    self.pause_for(reason, &error, events.len());
                 }
                 Failure::Transient => {
                     tracing::warn!(error = %error, rows = events.len(), "analytics insert failed; retrying");
@@ -349,6 +374,59 @@ impl Worker {
             if !self.pause(wait).await {
                 return Outcome::Aborted;
             }
+        }
+    }
+}
+
+impl Worker {
+    /// Pauses the writer for `reason`, logging it once (again only if the reason changes).
+    fn pause_for(&self, reason: PauseReason, error: &crate::Error, rows: usize) {
+        let shared = &self.shared;
+        let changed = {
+            let mut current = shared
+                .pause_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let changed = *current != Some(reason);
+            *current = Some(reason);
+            changed
+        };
+        shared.paused.store(true, Ordering::Relaxed);
+        let detail = sink::chain_text(error);
+        if changed {
+            Counters::add(&shared.counters.pauses, 1);
+            shared.metrics.paused(reason);
+            tracing::error!(
+                reason = reason.as_str(),
+                error = %detail,
+                url = %shared.connection.display_url(),
+                rows,
+                pending = shared.stats().pending,
+                "analytics writer paused: {reason}; every event is kept (in memory, and in the \
+                 spool if there is one) and writing is tried again with backoff"
+            );
+        } else {
+            tracing::debug!(reason = reason.as_str(), error = %detail, "analytics writer still paused");
+        }
+    }
+
+    /// Ends a pause, if there is one, logging what it was.
+    fn resume(&self) {
+        let shared = &self.shared;
+        if !shared.paused.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let reason = shared
+            .pause_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(reason) = reason {
+            tracing::info!(
+                reason = reason.as_str(),
+                url = %shared.connection.display_url(),
+                "analytics writer resumed: ClickHouse acknowledged a batch (it was paused: {reason})"
+            );
         }
     }
 }
