@@ -1,0 +1,111 @@
+//! The detectors the replay measures, behind one small interface.
+//!
+//! A [`Detector`] answers one question: which accounts does it flag at the evaluation time
+//! `now`? The replay calls it once per day of the history, after loading that day's events,
+//! so a detector sees only what had happened by then. A new detector plugs in by
+//! implementing the trait and being listed in [`detectors`].
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use futures::future::BoxFuture;
+use idp_analytics::usage::Usage;
+use tokio::sync::Mutex;
+
+/// One detector under test.
+pub(crate) trait Detector: Send + Sync {
+    /// The name in the table: `fixed-7d`, `silent`, ...
+    fn name(&self) -> String;
+
+    /// The family it belongs to, for the false-alarm budget table: detectors of one family
+    /// differ only in a tuning parameter.
+    fn family(&self) -> String;
+
+    /// Accounts flagged at `now` (in any order, each once).
+    fn flagged(&self, now: SystemTime) -> BoxFuture<'_, idp_analytics::Result<Vec<u64>>>;
+}
+
+/// No event for `days` days: the fixed threshold, from [`Usage::inactive_accounts`].
+///
+/// The thresholds made by one [`FixedFamily`] share one query per evaluation time: the
+/// accounts quiet for the shortest threshold, with their last event, of which each longer
+/// threshold keeps those quiet for longer.
+pub(crate) struct Fixed {
+    family: Arc<FixedFamily>,
+    days: u64,
+}
+
+/// Accounts quiet at an evaluation time, with their last event.
+type Quiet = (SystemTime, Vec<(u64, SystemTime)>);
+
+/// The shared query of a set of fixed thresholds.
+pub(crate) struct FixedFamily {
+    usage: Usage,
+    shortest: u64,
+    /// The last answer: the evaluation time, and each quiet account's last event.
+    memo: Mutex<Option<Quiet>>,
+}
+
+impl FixedFamily {
+    /// Fixed thresholds of each of `days` (at least one), answered from `usage`.
+    pub(crate) fn detectors(usage: &Usage, days: &[u64]) -> Vec<Fixed> {
+        let family = Arc::new(Self {
+            usage: usage.clone(),
+            shortest: days.iter().copied().min().expect("at least one threshold"),
+            memo: Mutex::new(None),
+        });
+        days.iter()
+            .map(|&days| Fixed {
+                family: family.clone(),
+                days,
+            })
+            .collect()
+    }
+}
+
+impl Detector for Fixed {
+    fn name(&self) -> String {
+        format!("fixed-{}d", self.days)
+    }
+
+    fn family(&self) -> String {
+        "fixed".into()
+    }
+
+    fn flagged(&self, now: SystemTime) -> BoxFuture<'_, idp_analytics::Result<Vec<u64>>> {
+        Box::pin(async move {
+            let family = &*self.family;
+            let mut memo = family.memo.lock().await;
+            if memo.as_ref().is_none_or(|(at, _)| *at != now) {
+                let since = now - Duration::from_secs(family.shortest * 86_400);
+                let quiet = family.usage.inactive_accounts(since, &[]).await?;
+                let quiet = quiet
+                    .into_iter()
+                    .filter_map(|a| Some((a.account_id, a.last_seen?)))
+                    .collect();
+                *memo = Some((now, quiet));
+            }
+            let since = now - Duration::from_secs(self.days * 86_400);
+            let quiet = &memo.as_ref().expect("just set").1;
+            Ok(quiet
+                .iter()
+                .filter(|(_, last)| *last < since)
+                .map(|(account, _)| *account)
+                .collect())
+        })
+    }
+}
+
+/// The fixed thresholds every run measures, in days.
+pub(crate) const FIXED_DAYS: [u64; 4] = [7, 14, 30, 90];
+
+/// Every detector the replay runs against `usage`.
+pub(crate) fn detectors(usage: &Usage) -> Vec<Box<dyn Detector>> {
+    let mut all: Vec<Box<dyn Detector>> = Vec::new();
+    for fixed in FixedFamily::detectors(usage, &FIXED_DAYS) {
+        all.push(Box::new(fixed));
+    }
+    all
+}
