@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode, header, request::Parts};
 use serde::Serialize;
 
 use crate::{
+    canary::Detector,
     error::{Error, Result},
     usage::{Day, Days, KnownAccount, KnownAccounts, Period, Usage},
 };
@@ -34,6 +35,7 @@ pub struct Admin {
     pub(super) quiet_after: Duration,
     pub(super) top_accounts: u64,
     pub(super) quiet_rows: usize,
+    pub(super) detector: Detector,
 }
 
 impl std::fmt::Debug for Admin {
@@ -79,6 +81,7 @@ impl Admin {
             quiet_after: Duration::from_secs(7 * 86_400),
             top_accounts: 20,
             quiet_rows: 100,
+            detector: Detector::default(),
         }
     }
 
@@ -116,6 +119,13 @@ impl Admin {
         self
     }
 
+    /// The detector behind `GET /at-risk` and the page's at-risk list.
+    /// Default: [`Detector::default`].
+    pub fn with_detector(mut self, detector: Detector) -> Self {
+        self.detector = detector;
+        self
+    }
+
     /// The router, to mount with [`Router::nest`] into the application's router, whatever
     /// its state.
     pub fn into_router<S>(self) -> Router<S>
@@ -126,6 +136,7 @@ impl Admin {
         Router::new()
             .route("/", get(page))
             .route("/inactive", get(inactive))
+            .route("/at-risk", get(at_risk))
             .route("/accounts", get(accounts))
             .route("/accounts/{id}/usage", get(account_usage))
             .route("/active", get(active))
@@ -262,6 +273,21 @@ pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) ->
         let since = SystemTime::now() - Duration::from_secs(days * 86_400);
         let known = admin.known().await?;
         admin.usage.inactive_accounts(since, &known).await
+    }
+    .await;
+    result.into()
+}
+
+pub(super) async fn at_risk(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let result = async {
+        let limit = Params::new(query).number("limit", 1000, 1..=100_000)?;
+        let known = admin.known().await?;
+        let mut findings = admin
+            .detector
+            .detect(&admin.usage, SystemTime::now(), &known)
+            .await?;
+        findings.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(findings)
     }
     .await;
     result.into()
