@@ -11,7 +11,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use idp_analytics::usage::Usage;
+use idp_analytics::{canary::Detector as Rule, usage::Usage};
 use tokio::sync::Mutex;
 
 /// One detector under test.
@@ -98,6 +98,55 @@ impl Detector for Fixed {
     }
 }
 
+/// The crate's adaptive detector ([`idp_analytics::canary::Detector`]): silent against the
+/// account's own rhythm, or declining against its own baseline.
+pub(crate) struct Canary {
+    usage: Usage,
+    rule: Rule,
+    name: String,
+}
+
+impl Canary {
+    /// The detector `rule`, named `name` in the table.
+    pub(crate) fn new(usage: &Usage, name: &str, rule: Rule) -> Self {
+        Self {
+            usage: usage.clone(),
+            rule,
+            name: name.into(),
+        }
+    }
+}
+
+impl Detector for Canary {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn family(&self) -> String {
+        "canary".into()
+    }
+
+    fn flagged(&self, now: SystemTime) -> BoxFuture<'_, idp_analytics::Result<Vec<u64>>> {
+        Box::pin(async move {
+            let findings = self.rule.detect(&self.usage, now, &[]).await?;
+            Ok(findings.into_iter().map(|f| f.account_id).collect())
+        })
+    }
+}
+
+/// The adaptive detectors every run measures: the default, and the default with other gap
+/// factors (how many times its usual longest gap an account must be silent), for the
+/// false-alarm budget table. `REPLAY_CANARY_FACTORS` (comma-separated) replaces the
+/// variants; empty runs the default only.
+pub(crate) fn canary_variants() -> Vec<(String, Rule)> {
+    let mut out = vec![("canary".to_owned(), Rule::default())];
+    let factors = std::env::var("REPLAY_CANARY_FACTORS").unwrap_or_else(|_| "1.5,3,4".into());
+    for factor in factors.split(',').filter_map(|f| f.trim().parse::<f64>().ok()) {
+        out.push((format!("canary-x{factor}"), Rule::default().with_gap_factor(factor)));
+    }
+    out
+}
+
 /// The fixed thresholds every run measures, in days.
 pub(crate) const FIXED_DAYS: [u64; 4] = [7, 14, 30, 90];
 
@@ -106,6 +155,9 @@ pub(crate) fn detectors(usage: &Usage) -> Vec<Box<dyn Detector>> {
     let mut all: Vec<Box<dyn Detector>> = Vec::new();
     for fixed in FixedFamily::detectors(usage, &FIXED_DAYS) {
         all.push(Box::new(fixed));
+    }
+    for (name, rule) in canary_variants() {
+        all.push(Box::new(Canary::new(usage, &name, rule)));
     }
     all
 }

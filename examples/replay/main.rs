@@ -128,6 +128,10 @@ async fn run(
         fs::remove_dir_all(&flags_dir)?;
     }
     fs::create_dir_all(&flags_dir)?;
+    let baselines = out.join("baselines.json");
+    if baselines.exists() {
+        fs::remove_file(baselines)?;
+    }
     let activity = dataset.activity();
     data::write_activity(&out.join("activity.csv"), &activity)?;
     if let Some(truth) = &truth {
