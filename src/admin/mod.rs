@@ -33,6 +33,8 @@
 //! ```
 
 mod chart;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod page;
 mod router;
 

@@ -16,6 +16,11 @@ use axum::{
 use http::{HeaderValue, StatusCode, header, request::Parts};
 use serde::Serialize;
 
+#[cfg(feature = "openapi")]
+#[allow(unused_imports)]
+use crate::usage::{
+    AccountActivity, AccountUsage, ActiveAccounts, EventTypeCount, InactiveAccount,
+};
 use crate::{
     canary::Detector,
     error::{Error, Result},
@@ -133,14 +138,17 @@ impl Admin {
         S: Clone + Send + Sync + 'static,
     {
         let state = Arc::new(self);
-        Router::new()
+        let router = Router::new()
             .route("/", get(page))
             .route("/inactive", get(inactive))
             .route("/at-risk", get(at_risk))
             .route("/accounts", get(accounts))
             .route("/accounts/{id}/usage", get(account_usage))
             .route("/active", get(active))
-            .route("/event-types", get(event_types))
+            .route("/event-types", get(event_types));
+        #[cfg(feature = "openapi")]
+        let router = router.route("/openapi.json", get(super::openapi::serve));
+        router
             .layer(middleware::from_fn_with_state(state.clone(), guard))
             .with_state(state)
     }
@@ -171,6 +179,14 @@ pub(super) fn no_store(response: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// The body of an error answer: `{"error": "..."}`.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(super) struct ErrorBody<'a> {
+    /// What went wrong.
+    pub(super) error: &'a str,
+}
+
 /// A JSON answer, or an error as JSON.
 pub(super) enum Answer {
     Json(String),
@@ -193,7 +209,9 @@ impl<T: Serialize> From<Result<T>> for Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        let error = |message: String| serde_json::json!({ "error": message }).to_string();
+        let error = |message: String| {
+            serde_json::to_string(&ErrorBody { error: &message }).unwrap_or_default()
+        };
         let (status, body) = match self {
             Self::Json(json) => (StatusCode::OK, json),
             Self::Bad(message) => (StatusCode::BAD_REQUEST, error(message)),
@@ -266,6 +284,24 @@ impl Params {
     }
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/inactive",
+    summary = "Accounts with no event for some days",
+    params(
+        ("days" = Option<u64>, Query, minimum = 1, maximum = 36500,
+            description = "Days without an event; default: the admin's quiet threshold, in whole days."),
+    ),
+    responses(
+        (status = 200, description = "The quiet accounts, with their last event.", body = [InactiveAccount]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let default_days = admin.quiet_after.as_secs().div_ceil(86_400).max(1);
     let result = async {
@@ -293,7 +329,26 @@ pub(super) async fn at_risk(State(admin): Shared, RawQuery(query): RawQuery) -> 
     result.into()
 }
 
-async fn account_usage(
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/accounts/{id}/usage",
+    summary = "One account's usage over a range of days",
+    params(
+        ("id" = u64, Path, description = "The account."),
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+    ),
+    responses(
+        (status = 200, description = "The account's usage.", body = AccountUsage),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
+pub(super) async fn account_usage(
     State(admin): Shared,
     Path(account_id): Path<u64>,
     RawQuery(query): RawQuery,
@@ -306,6 +361,25 @@ async fn account_usage(
     result.into()
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/active",
+    summary = "Active accounts per day or week",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("period" = Option<String>, Query, description = "`day` (default) or `week`."),
+    ),
+    responses(
+        (status = 200, description = "Active accounts per period.", body = [ActiveAccounts]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);
@@ -321,7 +395,26 @@ pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> A
     result.into()
 }
 
-async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/event-types",
+    summary = "The most frequent event types",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "How many; default 20."),
+    ),
+    responses(
+        (status = 200, description = "Event types, most events first.", body = [EventTypeCount]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
+pub(super) async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);
         let days = params.days(admin.chart_days)?;
@@ -332,6 +425,25 @@ async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer 
     result.into()
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/accounts",
+    summary = "The most active accounts",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "How many; default 20."),
+    ),
+    responses(
+        (status = 200, description = "Accounts, most events first.", body = [AccountActivity]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn accounts(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);
