@@ -137,12 +137,21 @@ impl Detector for Canary {
 /// The adaptive detectors every run measures: the default, and the default with other gap
 /// factors (how many times its usual longest gap an account must be silent), for the
 /// false-alarm budget table. `REPLAY_CANARY_FACTORS` (comma-separated) replaces the
-/// variants; empty runs the default only.
+/// variants; empty runs the default only; `REPLAY_CANARY=off` runs none.
 pub(crate) fn canary_variants() -> Vec<(String, Rule)> {
+    if std::env::var("REPLAY_CANARY").is_ok_and(|v| v == "off") {
+        return Vec::new();
+    }
     let mut out = vec![("canary".to_owned(), Rule::default())];
     let factors = std::env::var("REPLAY_CANARY_FACTORS").unwrap_or_else(|_| "1.5,3,4".into());
-    for factor in factors.split(',').filter_map(|f| f.trim().parse::<f64>().ok()) {
-        out.push((format!("canary-x{factor}"), Rule::default().with_gap_factor(factor)));
+    for factor in factors
+        .split(',')
+        .filter_map(|f| f.trim().parse::<f64>().ok())
+    {
+        out.push((
+            format!("canary-x{factor}"),
+            Rule::default().with_gap_factor(factor),
+        ));
     }
     out
 }
