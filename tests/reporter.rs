@@ -746,6 +746,58 @@ async fn reporter_names_unknown_fields() {
     h.finish().await;
 }
 
+/// The answer to a body of repeated unknown fields stays small: the problems of an item and
+/// the items of a batch are capped, the rest counted.
+#[tokio::test]
+async fn reporter_answers_a_flood_of_bad_fields_briefly() {
+    let h = Harness::new(prepare_database!().await).await;
+    let limit = 1024 * 1024;
+    // One item of 1 MiB: `[{"a":0,"a":0,...}]`.
+    let mut one = String::from(r#"[{"a":0"#);
+    while one.len() < limit - 16 {
+        one.push_str(r#","a":0"#);
+    }
+    one.push_str("}]");
+    // A thousand items of about 1 KiB each, every one with a hundred unknown fields.
+    let item = format!("{{{}}}", vec![r#""a":0"#; 170].join(","));
+    let many = format!("[{}]", vec![item.as_str(); 1000].join(","));
+    assert!(many.len() <= limit, "{}", many.len());
+    for (body, items) in [(one, 1), (many, 1000)] {
+        let reply = h.send(post("/events", body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            reply.text.len() <= 16 * 1024,
+            "{} bytes: {}...",
+            reply.text.len(),
+            &reply.text[..500.min(reply.text.len())]
+        );
+        let message = reply.message();
+        assert!(
+            message.starts_with(&format!("{items} of {items} events")),
+            "{message}"
+        );
+        let listed = reply.body["errors"].as_array().unwrap();
+        assert!(!listed.is_empty() && listed.len() <= 20, "{}", listed.len());
+        let first = listed[0]["message"].as_str().unwrap();
+        assert!(first.contains("more problems"), "{first}");
+        if items > 1 {
+            assert!(message.ends_with("; the first 20 are listed"), "{message}");
+        }
+        eprintln!("{items} item(s): a {} byte answer", reply.text.len());
+    }
+    // A single event too.
+    let mut single = String::from(r#"{"accountId":1,"event":"x""#);
+    while single.len() < 60_000 {
+        single.push_str(r#","a":0"#);
+    }
+    single.push('}');
+    let reply = h.send(post("/event", single)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.len() < 1024, "{}", reply.text);
+    h.assert_nothing_taken();
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn reporter_refuses_timestamps_and_ids_it_cannot_use() {
     let h = Harness::new(prepare_database!().await).await;

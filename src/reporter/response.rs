@@ -82,13 +82,19 @@ pub(crate) fn success() -> Response<ResponseBody> {
     )
 }
 
-/// `422` listing the bad items of a batch by index.
-pub(crate) fn bad_items(total: usize, errors: &[ItemError]) -> Response<ResponseBody> {
-    let bad = errors.len();
-    let message = format!(
+/// The most bad items of a batch a `422` lists; the rest are counted in its message.
+pub(crate) const MAX_ITEMS_LISTED: usize = 20;
+
+/// `422` listing the bad items of a batch by index: `bad` in all, the first of them in
+/// `errors`.
+pub(crate) fn bad_items(total: usize, bad: usize, errors: &[ItemError]) -> Response<ResponseBody> {
+    let mut message = format!(
         "{bad} of {total} events {} invalid; none was recorded",
         if bad == 1 { "is" } else { "are" }
     );
+    if bad > errors.len() {
+        message.push_str(&format!("; the first {} are listed", errors.len()));
+    }
     json(StatusCode::UNPROCESSABLE_ENTITY, &message, Some(errors))
 }
 
@@ -145,7 +151,7 @@ mod tests {
             index: 2,
             message: "field event is missing".into(),
         }];
-        let r = bad_items(3, &errors);
+        let r = bad_items(3, 1, &errors);
         assert_eq!(r.status(), 422);
         assert_eq!(
             body(r).await,

@@ -209,6 +209,7 @@ enum Refusal {
     /// A batch with bad items: `422` listing them.
     BadItems {
         total: usize,
+        bad: usize,
         errors: Vec<ItemError>,
     },
 }
@@ -221,7 +222,7 @@ impl Refusal {
                 &format!("the body is not valid JSON: {e}"),
             ),
             Self::Invalid(message) => response::message(StatusCode::UNPROCESSABLE_ENTITY, &message),
-            Self::BadItems { total, errors } => response::bad_items(total, &errors),
+            Self::BadItems { total, bad, errors } => response::bad_items(total, bad, &errors),
         }
     }
 }
@@ -245,7 +246,7 @@ fn single(
         Ok(event) => Ok(vec![event]),
         Err(problems) => {
             settings.analytics.count_invalid();
-            Err(Refusal::Invalid(problems.join("; ")))
+            Err(Refusal::Invalid(problems.join()))
         }
     }
 }
@@ -277,24 +278,39 @@ fn batch(
     let total = items.len();
     let mut events = Vec::with_capacity(total);
     let mut errors = Vec::new();
+    let mut bad = 0;
     for (index, item) in items.into_iter().enumerate() {
+        // Past the items listed, a bad item is only counted: the answer stays small.
+        if bad >= response::MAX_ITEMS_LISTED {
+            if let Item::Object(fields) = item
+                && let Ok(event) = validate::event(fields, source, now, settings.window)
+            {
+                events.push(event);
+            } else {
+                bad += 1;
+            }
+            continue;
+        }
         let outcome = match item {
             Item::Object(fields) => validate::event(fields, source, now, settings.window)
-                .map_err(|problems| problems.join("; ")),
+                .map_err(|problems| problems.join()),
             Item::Other(kind) => Err(format!("must be a JSON object, not {kind}")),
         };
         match outcome {
             Ok(event) => events.push(event),
-            Err(message) => errors.push(ItemError { index, message }),
+            Err(message) => {
+                bad += 1;
+                errors.push(ItemError { index, message });
+            }
         }
     }
-    if errors.is_empty() {
+    if bad == 0 {
         return Ok(events);
     }
-    for _ in &errors {
+    for _ in 0..bad {
         settings.analytics.count_invalid();
     }
-    Err(Refusal::BadItems { total, errors })
+    Err(Refusal::BadItems { total, bad, errors })
 }
 
 async fn enqueue(settings: &Settings, events: Vec<Event>) -> Response<ResponseBody> {
