@@ -1141,6 +1141,62 @@ async fn reporter_serves_an_axum_app_over_tcp() {
     );
 }
 
+/// A client that sends its body a byte at a time, slower than the body timeout allows, gets
+/// `408` and the connection is closed; nothing is recorded.
+#[tokio::test]
+async fn reporter_answers_408_to_a_body_that_trickles_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let schema = prepare_database!().await;
+    let analytics = Analytics::builder(common::url())
+        .with_schema(schema.clone())
+        .build()
+        .unwrap();
+    let app = Reporter::builder(analytics.clone(), reporters())
+        .with_body_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .into_router::<()>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let body = r#"{"accountId": 1, "event": "slow"}"#;
+    let head = format!(
+        "POST /event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {TOKEN}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 300 ms: the whole body would take 10 s.
+    let trickle = tokio::spawn(async move {
+        for byte in body.as_bytes() {
+            if write.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        write
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .expect("the server still holds the connection after 30 s")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"message":"the body did not arrive within 1 second"}"#),
+        "{answer}"
+    );
+    trickle.abort();
+    server.abort();
+    assert_eq!(analytics.stats().enqueued, 0);
+    let report = analytics.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.written, 0);
+}
+
 #[tokio::test]
 async fn reporter_serves_plain_hyper_over_tcp() {
     let schema = prepare_database!().await;

@@ -66,6 +66,7 @@ pub struct ReporterBuilder {
     max_batch_body_bytes: usize,
     max_batch_len: usize,
     retry_after: Duration,
+    body_timeout: Duration,
 }
 
 impl ReporterBuilder {
@@ -79,6 +80,7 @@ impl ReporterBuilder {
             max_batch_body_bytes: 1024 * 1024,
             max_batch_len: 1000,
             retry_after: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(20),
         }
     }
 
@@ -131,8 +133,17 @@ impl ReporterBuilder {
         self
     }
 
+    /// How long reading a request's whole body may take, from the first poll of the body to
+    /// its last byte. Default: 20 s. A body still arriving then is answered with `408`
+    /// and dropped, so a client sending a byte now and then cannot hold a request (and its
+    /// buffer) open for ever.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// Checks the configuration: body limits of at least 1 KiB, a batch limit of at least
-    /// one event and a maximum age of more than zero.
+    /// one event, and a maximum age and body timeout of more than zero.
     pub fn build(self) -> Result<Reporter> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
         if self.max_body_bytes < 1024 {
@@ -146,6 +157,9 @@ impl ReporterBuilder {
         }
         if self.max_age.is_zero() {
             return bad("the reporter's maximum event age must be more than zero");
+        }
+        if self.body_timeout.is_zero() {
+            return bad("the reporter's body timeout must be more than zero");
         }
         Ok(self.into_reporter())
     }
@@ -164,6 +178,7 @@ impl ReporterBuilder {
                 max_batch_body_bytes: self.max_batch_body_bytes,
                 max_batch_len: self.max_batch_len,
                 retry_after: self.retry_after,
+                body_timeout: self.body_timeout,
             }),
         }
     }

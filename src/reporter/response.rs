@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Response, StatusCode,
-    header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+    header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -104,6 +104,15 @@ pub(crate) fn unauthorized() -> Response<ResponseBody> {
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// `408` with `Connection: close`: the body took too long to arrive.
+pub(crate) fn timeout(message_text: &str) -> Response<ResponseBody> {
+    let mut response = message(StatusCode::REQUEST_TIMEOUT, message_text);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Each request goes through the same steps, and the first that fails answers:
 //! route and method, bearer token, content type, body size (the `Content-Length` first,
-//! then the bytes as they arrive), JSON, each event's fields, and finally the writer.
+//! then the bytes as they arrive, within the body timeout), JSON, each event's fields, and finally the writer.
 //! Nothing reaches the writer unless the whole request is valid.
 
 use std::{
@@ -46,6 +46,7 @@ pub(crate) struct Settings {
     pub(crate) max_batch_body_bytes: usize,
     pub(crate) max_batch_len: usize,
     pub(crate) retry_after: Duration,
+    pub(crate) body_timeout: Duration,
 }
 
 /// Which endpoint a request is for.
@@ -175,7 +176,15 @@ where
     if content_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return too_large();
     }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
+    let read = Limited::new(request.into_body(), limit).collect();
+    let Ok(read) = tokio::time::timeout(settings.body_timeout, read).await else {
+        tracing::debug!("a reporter's request body took too long to arrive");
+        return response::timeout(&format!(
+            "the body did not arrive within {}",
+            validate::describe(settings.body_timeout)
+        ));
+    };
+    let body = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Err(e) => {
