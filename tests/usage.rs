@@ -422,3 +422,35 @@ async fn usage_backfills_a_table_that_already_had_rows() {
     assert_eq!(rollup.account(1, days).await.unwrap().total_events, 3);
     assert_eq!(rollup.account(2, days).await.unwrap().total_events, 2);
 }
+
+/// A server that accepts and never answers: every question fails with `Error::Timeout`
+/// after the query timeout instead of waiting for ever.
+#[tokio::test]
+async fn usage_questions_time_out_when_clickhouse_does_not_answer() {
+    let url = common::black_hole().await;
+    let client = clickhouse::Client::default().with_url(url);
+    let usage = Usage::new(client, Schema::new("db", "events").unwrap())
+        .with_query_timeout(Duration::from_millis(500));
+    let week = Days::ending_today(7);
+    let since = SystemTime::now() - Duration::from_secs(86_400);
+    let outcomes = tokio::time::timeout(Duration::from_secs(60), async {
+        vec![
+            usage.account(1, week).await.map(drop),
+            usage.inactive_accounts(since, &[]).await.map(drop),
+            usage
+                .inactive_accounts_page(since, &[], None, 10)
+                .await
+                .map(drop),
+            usage.top_accounts(week, 10).await.map(drop),
+            usage.last_seen().await.map(drop),
+        ]
+    })
+    .await
+    .expect("a question still waits after 60 s");
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Err(idp_analytics::Error::Timeout(d)) if d == Duration::from_millis(500)),
+            "{outcome:?}"
+        );
+    }
+}

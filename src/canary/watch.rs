@@ -210,12 +210,24 @@ pub struct WatchHandle {
     task: Option<JoinHandle<()>>,
 }
 
+/// How long [`WatchHandle::stop`] waits for the watch's task before aborting it.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
 impl WatchHandle {
-    /// Stops the watch after the check under way, if any, and waits for it.
+    /// Stops the watch and waits for its task to end, for at most 10 s. A check under way
+    /// is cut short (its claims expire after the claim timeout, and the next check, here
+    /// or elsewhere, takes them up); a task still running after 10 s is aborted, so that a
+    /// ClickHouse server that does not answer cannot hold up a shutdown.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(STOP_DEADLINE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the inactivity watch did not stop within 10 s; aborting it");
+                task.abort();
+            }
         }
     }
 
@@ -501,7 +513,12 @@ impl InactivityWatch {
                     _ = ticks.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                match self.check().await {
+                // A check waits for ClickHouse and the notifier: a stop must not wait for it.
+                let outcome = tokio::select! {
+                    outcome = self.check() => outcome,
+                    _ = stopped.changed() => break,
+                };
+                match outcome {
                     Ok(report) => tracing::debug!(
                         watch = %self.inner.name,
                         inactive = report.inactive,
