@@ -54,7 +54,8 @@ pub use day::{Day, Days};
 pub use query::Usage;
 pub use types::{
     AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
-    InactiveAccount, KnownAccount, KnownAccounts, KnownAccountsFuture, Period, ReadFrom,
+    InactiveAccount, InactiveCursor, InactivePage, KnownAccount, KnownAccounts,
+    KnownAccountsFuture, Period, ReadFrom,
 };
 
 pub(crate) use day::rfc3339;
