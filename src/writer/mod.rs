@@ -36,6 +36,7 @@
 mod collector;
 mod config;
 mod handle;
+mod private;
 mod sink;
 mod spool;
 mod stats;
