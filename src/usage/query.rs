@@ -97,7 +97,7 @@ impl Source {
     /// A condition with two parameters, bound by [`bind_range`](Self::bind_range).
     fn in_range(&self) -> &'static str {
         if self.rollup {
-            "day >= toDate(?) AND day <= toDate(?)"
+            "day >= toDate(toUInt16(?)) AND day <= toDate(toUInt16(?))"
         } else {
             "inserted_at >= toDateTime(?) AND inserted_at < toDateTime(?)"
         }
