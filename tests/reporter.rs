@@ -710,6 +710,39 @@ async fn reporter_refuses_bad_event_names() {
     h.finish_with_control(999_999, &longest).await;
 }
 
+/// Event types that would read like another are refused (zero-width and bidi characters),
+/// and the two ways of typing `café` are one type in the table.
+#[tokio::test]
+async fn reporter_refuses_look_alike_event_types_and_stores_nfc() {
+    let h = Harness::new(prepare_database!().await).await;
+    for name in [
+        "/projects/\u{200b}{id}",
+        "/projects/{id}\u{202e}",
+        "\u{feff}x",
+        "a\u{2028}b",
+    ] {
+        let body = json!({"accountId": 1, "event": name}).to_string();
+        let reply = h.send(post("/event", body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+        assert!(
+            reply.message().contains("invisible character"),
+            "{}",
+            reply.message()
+        );
+    }
+    h.assert_nothing_taken();
+    let batch = json!([
+        {"accountId": 7, "event": "caf\u{e9}"},
+        {"accountId": 7, "event": "cafe\u{301}"},
+    ]);
+    let reply = h.send(post("/events", batch.to_string())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    h.analytics.shutdown(Duration::from_secs(30)).await;
+    let rows = rows(&h.schema).await;
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    assert_eq!(types, ["caf\u{e9}", "caf\u{e9}"]);
+}
+
 #[tokio::test]
 async fn reporter_names_unknown_fields() {
     let h = Harness::new(prepare_database!().await).await;

@@ -239,6 +239,10 @@ fn event_name(value: Value) -> Result<String, String> {
         Err(InvalidEvent::TypeControlChar(at)) => {
             Err(format!("contains a control character at byte {at}"))
         }
+        Err(InvalidEvent::TypeInvisibleChar { at, code }) => Err(format!(
+            "contains an invisible character (U+{code:04X}) at byte {at}; format \
+             characters and line or paragraph separators are not allowed"
+        )),
         Err(other) => Err(other.to_string()),
     }
 }
