@@ -134,8 +134,13 @@ impl WatchBuilder {
     }
 
     /// How long a claim without an outcome holds before another check claims the
-    /// notification again (the claiming instance died while notifying). Keep it above the
-    /// longest a notifier takes, retries included. Default: 15 minutes.
+    /// notification again (the claiming instance died while notifying). Default: 15
+    /// minutes.
+    ///
+    /// It also bounds the notifications of one check: whatever the number of accounts, the
+    /// notifier's retries and timeouts, a check's notifications end once the claim timeout
+    /// less the [settle delay](Self::with_settle_delay) has passed since they were read
+    /// back; those still under way are failed and tried again at the next check.
     pub fn with_claim_timeout(mut self, timeout: Duration) -> Self {
         self.claim_timeout = timeout;
         self
@@ -441,6 +446,11 @@ impl InactivityWatch {
             }
         }
 
+        // Every notification of the check ends before its claim expires, however many there
+        // are and however long the notifier retries: the rest are failed, and the next
+        // check tries them again.
+        let notify_within = inner.claim_timeout - inner.settle;
+        let deadline = tokio::time::Instant::now() + notify_within;
         let notifications = mine.into_iter().map(|(t, round)| {
             let seen_at = |s: u32| (s > 0).then(|| UNIX_EPOCH + Duration::from_secs(s.into()));
             let notification = Notification {
@@ -461,7 +471,17 @@ impl InactivityWatch {
             };
             let notifier = inner.notifier.clone();
             async move {
-                let outcome = notifier.notify(notification.clone()).await;
+                let outcome =
+                    match tokio::time::timeout_at(deadline, notifier.notify(notification.clone()))
+                        .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(format!(
+                            "not delivered before the check's deadline ({:?} after its claim)",
+                            notify_within
+                        )
+                        .into()),
+                    };
                 (t, round, notification, outcome)
             }
         });
