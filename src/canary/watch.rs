@@ -225,14 +225,13 @@ impl WatchHandle {
     /// ClickHouse server that does not answer cannot hold up a shutdown.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(STOP_DEADLINE, &mut task)
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(STOP_DEADLINE, &mut task)
                 .await
                 .is_err()
-            {
-                tracing::warn!("the inactivity watch did not stop within 10 s; aborting it");
-                task.abort();
-            }
+        {
+            tracing::warn!("the inactivity watch did not stop within 10 s; aborting it");
+            task.abort();
         }
     }
 
