@@ -18,13 +18,18 @@
 //! )
 //! ENGINE = ReplacingMergeTree
 //! PARTITION BY toYYYYMM(inserted_at)
-//! ORDER BY (account_id, inserted_at, event_id)
+//! ORDER BY (account_id, inserted_at, event_id, source)
 //! ```
 //!
-//! `ReplacingMergeTree` keyed by `(account_id, inserted_at, event_id)` makes a row written
-//! twice (a retried or replayed batch) one row after a merge, and at once for queries that
-//! read with `FINAL` or count `uniqExact(event_id)`. The key also serves the queries this
-//! crate exists for: one account's usage over time. On servers from 22.2 on, the table also
+//! `ReplacingMergeTree` keyed by `(account_id, inserted_at, event_id, source)` makes a row
+//! written twice (a retried or replayed batch, a reporter's resend) one row after a merge,
+//! and at once for queries that read with `FINAL` or count `uniqExact(event_id)`. The key
+//! also serves the queries this crate exists for: one account's usage over time.
+//! [`EVENTS_KEY`] says why it is this key, in the one place the DDL takes it from.
+//!
+//! A table made with the earlier key, `(account_id, inserted_at, event_id)`, keeps working,
+//! but lets one reporter replace another's event; [`Schema::ensure`] warns about it, and
+//! [`Schema::migrate_key`] moves it to the current key, copying it one month at a time. On servers from 22.2 on, the table also
 //! gets a deduplication window so that a retried insert carrying the same
 //! `insert_deduplication_token` is dropped by the server before it is stored.
 //!
@@ -176,6 +181,41 @@ pub enum Topology {
     Single,
 }
 
+/// How the events table is partitioned and sorted: the one place that says so.
+///
+/// `ReplacingMergeTree` makes rows with the same sorting key one row, but only rows of the
+/// same partition; so a row written twice is one row exactly when both copies agree on every
+/// column named here. The crate makes sure they do:
+///
+/// - `inserted_at` is the event's time, set once at capture and kept by every retry, replay
+///   and resend (the reporter gives a resent event the time of its first report, see
+///   [`reporter`](crate::reporter#sent-again-one-row)), so both copies fall in the same
+///   month and the same place in the key;
+/// - `source` is in the key, so a reporter that sends another reporter's `eventId` adds a
+///   row of its own and can never replace the other's;
+/// - `inserted_at` comes before `event_id` because ClickHouse sorts a `UUID` by its second
+///   half first: even a UUID v7, which starts with its time, gives no time order in a key,
+///   and per-account questions over a range of days (the ones this crate asks) would read
+///   the account's whole history instead of the range.
+///
+/// A cluster variant of [`Schema`] keeps this key and changes only the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableKey {
+    /// The `PARTITION BY` expression.
+    pub partition_by: &'static str,
+    /// The `ORDER BY` tuple, which is also the primary key and the deduplication key.
+    pub order_by: &'static str,
+    /// `order_by` as `system.tables.sorting_key` shows it, without the parentheses.
+    pub sorting_key: &'static str,
+}
+
+/// The events table's partitioning and sorting key.
+pub const EVENTS_KEY: TableKey = TableKey {
+    partition_by: "toYYYYMM(inserted_at)",
+    order_by: "(account_id, inserted_at, event_id, source)",
+    sorting_key: "account_id, inserted_at, event_id, source",
+};
+
 /// The column names and types this crate writes, in insert order.
 pub const COLUMNS: [(&str, &str); 8] = [
     ("event_id", "UUID"),
@@ -248,6 +288,12 @@ impl Schema {
 
     /// `CREATE TABLE IF NOT EXISTS ...` for the events table, for a server of `version`.
     pub fn create_table_sql(&self, version: ServerVersion) -> String {
+        self.create_events_table_sql(&self.table, version)
+    }
+
+    /// The events table's DDL under another `name` of this schema's database: the table
+    /// itself, or the copy a [`migrate_key`](Self::migrate_key) fills.
+    fn create_events_table_sql(&self, name: &str, version: ServerVersion) -> String {
         let Topology::Single = self.topology;
         let settings = if version.supports_insert_deduplication_token() {
             // Lets the server drop a retried insert with the same deduplication token.
@@ -266,11 +312,14 @@ impl Schema {
                 status UInt16,\n    \
                 latency_us UInt64\n\
             )\n\
-            ENGINE = ReplacingMergeTree\n\
-            PARTITION BY toYYYYMM(inserted_at)\n\
-            ORDER BY (account_id, inserted_at, event_id)\n\
+            ENGINE = {engine}\n\
+            PARTITION BY {partition}\n\
+            ORDER BY {order}\n\
             SETTINGS index_granularity = 8192{settings}",
-            table = self.qualified_table(),
+            table = self.qualified(name),
+            engine = self.engine("Replacing", ""),
+            partition = EVENTS_KEY.partition_by,
+            order = EVENTS_KEY.order_by,
         )
     }
 
@@ -418,6 +467,16 @@ impl Schema {
             .execute()
             .await?;
         self.check_columns(client).await?;
+        if let Some(key) = self.sorting_key(client).await?
+            && key != EVENTS_KEY.sorting_key
+        {
+            tracing::warn!(
+                table = %self.qualified_table(),
+                key,
+                expected = EVENTS_KEY.sorting_key,
+                "the events table has an older key; Schema::migrate_key moves it to the current one"
+            );
+        }
         self.ensure_rollup(client).await
     }
 
@@ -555,6 +614,152 @@ impl Schema {
         Ok(n > 0)
     }
 
+    /// The events table's sorting key as the server reports it, or `None` if there is no
+    /// table.
+    pub async fn sorting_key(&self, client: &clickhouse::Client) -> Result<Option<String>> {
+        Ok(client
+            .query("SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.database)
+            .bind(&self.table)
+            .fetch_optional::<String>()
+            .await?)
+    }
+
+    /// The name [`migrate_key`](Self::migrate_key) gives the table it replaces:
+    /// `<table>_before_key_migration`.
+    pub fn migrated_table(&self) -> String {
+        format!("{}_before_key_migration", self.table)
+    }
+
+    /// Moves an events table made with an older key (such as
+    /// `ORDER BY (account_id, inserted_at, event_id)`, without `source`) to [`EVENTS_KEY`]. ClickHouse cannot
+    /// change a sorting key in place, so this copies the rows, one month (one partition) at a
+    /// time, into a new table `<table>_migrating`, then swaps the names in one `RENAME`: the
+    /// new table becomes `<table>`, the old one `<table>_before_key_migration`, kept until
+    /// you drop it.
+    ///
+    /// Rows written to the old table while it ran are copied again after the swap (any
+    /// month whose row count changed), into the new table, so that the rollup sees them too;
+    /// rows copied twice are one row, as always. The copy itself does not feed the rollup,
+    /// which already holds these events. The rollup, the watch's table and the materialized
+    /// view are untouched: the view follows the table's name.
+    ///
+    /// Run it once, from one process, preferably while no writer writes: a writer that is
+    /// writing keeps writing across the swap, but a row it writes into the old table after
+    /// the last check is left there. Idempotent: a table that has the key already is left as
+    /// it is. An interrupted run leaves the old table as it was and `<table>_migrating`
+    /// behind, which the next run drops and fills anew.
+    ///
+    /// Memory and disk: one month of rows is read at a time; the copy needs as much disk as
+    /// the table.
+    pub async fn migrate_key(
+        &self,
+        client: &clickhouse::Client,
+        version: ServerVersion,
+    ) -> Result<KeyMigration> {
+        let Some(key) = self.sorting_key(client).await? else {
+            return Ok(KeyMigration::NoTable);
+        };
+        if key == EVENTS_KEY.sorting_key {
+            return Ok(KeyMigration::Current);
+        }
+        let kept = self.migrated_table();
+        if self.table_exists(client, &kept).await? {
+            return Err(Error::Config(format!(
+                "{} exists already, from an earlier migration: drop or rename it first",
+                self.qualified(&kept)
+            )));
+        }
+        let copy = format!("{}_migrating", self.table);
+        client
+            .query(&format!("DROP TABLE IF EXISTS {}", self.qualified(&copy)))
+            .execute()
+            .await?;
+        client
+            .query(&self.create_events_table_sql(&copy, version))
+            .execute()
+            .await?;
+        let before = self.month_counts(client, &self.table).await?;
+        let mut rows = 0;
+        for &(month, _) in &before {
+            rows += self.copy_month(client, &self.table, &copy, month).await?;
+        }
+        client
+            .query(&format!(
+                "RENAME TABLE {old} TO {kept}, {copy} TO {old}",
+                old = self.qualified_table(),
+                kept = self.qualified(&kept),
+                copy = self.qualified(&copy),
+            ))
+            .execute()
+            .await?;
+        tracing::info!(table = %self.qualified_table(), months = before.len(), rows, "events table moved to the new key");
+        // What a writer added to the old table while the months were copied.
+        let mut seen = before;
+        for _ in 0..3 {
+            let now = self.month_counts(client, &kept).await?;
+            let changed: Vec<u32> = now
+                .iter()
+                .filter(|m| !seen.contains(m))
+                .map(|&(month, _)| month)
+                .collect();
+            if changed.is_empty() {
+                break;
+            }
+            for month in changed {
+                self.copy_month(client, &kept, &self.table, month).await?;
+            }
+            seen = now;
+        }
+        Ok(KeyMigration::Migrated {
+            months: seen.len(),
+            rows,
+            kept,
+        })
+    }
+
+    /// `(toYYYYMM(inserted_at), count())` of a table of this schema's database.
+    async fn month_counts(
+        &self,
+        client: &clickhouse::Client,
+        name: &str,
+    ) -> Result<Vec<(u32, u64)>> {
+        Ok(client
+            .query(&format!(
+                "SELECT toYYYYMM(inserted_at) AS m, count() FROM {} GROUP BY m ORDER BY m",
+                self.qualified(name)
+            ))
+            .fetch_all()
+            .await?)
+    }
+
+    /// Copies one month of events from `from` to `to`; returns the rows copied.
+    async fn copy_month(
+        &self,
+        client: &clickhouse::Client,
+        from: &str,
+        to: &str,
+        month: u32,
+    ) -> Result<u64> {
+        let columns = COLUMNS.map(|(name, _)| name).join(", ");
+        let from = self.qualified(from);
+        let n: u64 = client
+            .query(&format!(
+                "SELECT count() FROM {from} WHERE toYYYYMM(inserted_at) = {month}"
+            ))
+            .fetch_one()
+            .await?;
+        client
+            .query(&format!(
+                "INSERT INTO {to} ({columns}) SELECT {columns} FROM {from} \
+                 WHERE toYYYYMM(inserted_at) = {month}",
+                to = self.qualified(to),
+            ))
+            .execute()
+            .await?;
+        Ok(n)
+    }
+
     /// Checks that the table has every column this crate writes, naming the first one that
     /// is missing or has a type the crate cannot write.
     pub async fn check_columns(&self, client: &clickhouse::Client) -> Result<()> {
@@ -569,6 +774,25 @@ impl Schema {
             problem,
         })
     }
+}
+
+/// What [`Schema::migrate_key`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyMigration {
+    /// There is no events table: [`Schema::ensure`] makes it with the current key.
+    NoTable,
+    /// The table has [`EVENTS_KEY`] already; nothing was done.
+    Current,
+    /// The rows were copied to a table with the current key, which took the table's name.
+    Migrated {
+        /// Months (partitions) copied.
+        months: usize,
+        /// Rows copied before the swap, duplicates included.
+        rows: u64,
+        /// The old table's new name, in the same database: drop it once satisfied.
+        kept: String,
+    },
 }
 
 /// Parses what `SELECT version()` said and refuses versions before [`OLDEST_SUPPORTED`].
@@ -683,7 +907,12 @@ mod tests {
         assert!(!old.contains("non_replicated_deduplication_window"));
         assert!(new.contains("non_replicated_deduplication_window"));
         assert!(old.contains("ENGINE = ReplacingMergeTree"));
-        assert!(old.contains("ORDER BY (account_id, inserted_at, event_id)"));
+        assert!(old.contains("PARTITION BY toYYYYMM(inserted_at)\nORDER BY (account_id, inserted_at, event_id, source)\n"));
+        assert_eq!(
+            EVENTS_KEY.order_by,
+            format!("({})", EVENTS_KEY.sorting_key),
+            "the two spellings of the key agree"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //! ```
 
 mod chart;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod page;
 mod router;
 

@@ -16,6 +16,11 @@ use axum::{
 use http::{HeaderValue, StatusCode, header, request::Parts};
 use serde::Serialize;
 
+#[cfg(feature = "openapi")]
+#[allow(unused_imports)]
+use crate::usage::{
+    AccountActivity, AccountUsage, ActiveAccounts, EventTypeCount, InactiveAccount,
+};
 use crate::{
     error::{Error, Result},
     usage::{Day, Days, InactiveCursor, KnownAccount, KnownAccounts, Period, Usage},
@@ -126,13 +131,16 @@ impl Admin {
         S: Clone + Send + Sync + 'static,
     {
         let state = Arc::new(self);
-        Router::new()
+        let router = Router::new()
             .route("/", get(page))
             .route("/inactive", get(inactive))
             .route("/accounts", get(accounts))
             .route("/accounts/{id}/usage", get(account_usage))
             .route("/active", get(active))
-            .route("/event-types", get(event_types))
+            .route("/event-types", get(event_types));
+        #[cfg(feature = "openapi")]
+        let router = router.route("/openapi.json", get(super::openapi::serve));
+        router
             // Behind the guard like the routes: without a token, no path tells whether it
             // exists.
             .fallback(not_found)
@@ -172,9 +180,20 @@ pub(super) fn no_store(response: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// The body of an error answer: `{"error": "..."}`.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(super) struct ErrorBody<'a> {
+    /// What went wrong.
+    pub(super) error: &'a str,
+}
+
 /// `status` with `{"error": message}`.
 fn json_error(status: StatusCode, message: String) -> Response {
-    json(status, serde_json::json!({ "error": message }).to_string())
+    json(
+        status,
+        serde_json::to_string(&ErrorBody { error: &message }).unwrap_or_default(),
+    )
 }
 
 /// A JSON answer: `no-store`, `nosniff`.
@@ -293,6 +312,30 @@ impl Params {
 /// The most accounts one `GET /inactive` lists, and how many it lists by default.
 const INACTIVE_LIMIT: (u64, u64) = (10_000, 1000);
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/inactive",
+    summary = "Accounts with no event for some days",
+    params(
+        ("days" = Option<u64>, Query, minimum = 1, maximum = 36500,
+            description = "Days without an event; default: the admin's quiet threshold, in whole days."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000,
+            description = "The most accounts to list; default: 1000."),
+        ("after" = Option<String>, Query,
+            description = "Where the page starts: the cursor of the `Link` header of the page before."),
+    ),
+    responses(
+        (status = 200, description = "The quiet accounts, with their last event.", body = [InactiveAccount],
+            headers(("Link" = String, description = "The next page, `<?days=..&limit=..&after=..>; rel=\"next\"`, when there is one."))),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) -> Response {
     let default_days = admin.quiet_after.as_secs().div_ceil(86_400).max(1);
     let result = async {
@@ -332,7 +375,7 @@ pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) ->
 }
 
 /// An account id from the path, or `400` as JSON.
-struct AccountPath(u64);
+pub(super) struct AccountPath(u64);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AccountPath {
     type Rejection = Response;
@@ -348,7 +391,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AccountPath {
     }
 }
 
-async fn account_usage(
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/accounts/{id}/usage",
+    summary = "One account's usage over a range of days",
+    params(
+        ("id" = u64, Path, description = "The account."),
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+    ),
+    responses(
+        (status = 200, description = "The account's usage.", body = AccountUsage),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+))]
+pub(super) async fn account_usage(
     State(admin): Shared,
     AccountPath(account_id): AccountPath,
     RawQuery(query): RawQuery,
@@ -361,6 +424,26 @@ async fn account_usage(
     result.into()
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/active",
+    summary = "Active accounts per day or week",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("period" = Option<String>, Query, description = "`day` (default) or `week`."),
+    ),
+    responses(
+        (status = 200, description = "Active accounts per period.", body = [ActiveAccounts]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);
@@ -376,7 +459,27 @@ pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> A
     result.into()
 }
 
-async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/event-types",
+    summary = "The most frequent event types",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "How many; default 20."),
+    ),
+    responses(
+        (status = 200, description = "Event types, most events first.", body = [EventTypeCount]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+))]
+pub(super) async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);
         let days = params.days(admin.chart_days)?;
@@ -387,6 +490,26 @@ async fn event_types(State(admin): Shared, RawQuery(query): RawQuery) -> Answer 
     result.into()
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/accounts",
+    summary = "The most active accounts",
+    params(
+        ("from" = Option<String>, Query, description = "The first day, YYYY-MM-DD; default: `to` less the chart's days."),
+        ("to" = Option<String>, Query, description = "The last day, YYYY-MM-DD; default: today (UTC)."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "How many; default 20."),
+    ),
+    responses(
+        (status = 200, description = "Accounts, most events first.", body = [AccountActivity]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+))]
 pub(super) async fn accounts(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
     let result = async {
         let params = Params::new(query);

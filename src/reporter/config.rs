@@ -9,6 +9,7 @@ use crate::{
 
 use super::{
     auth::Reporters,
+    resend::Resends,
     service::{ReporterService, Route, Settings},
     validate::Window,
 };
@@ -48,6 +49,15 @@ impl Reporter {
         ReporterService::new(self.settings.clone(), Route::ByPath)
     }
 
+    /// The endpoint's OpenAPI 3.1 document (feature `openapi`, on by default), with this
+    /// reporter's limits, as served at `GET /openapi.json`: pretty JSON ending with a
+    /// newline. `docs/openapi/reporter.json` in the repository is the document of a
+    /// reporter with the default settings.
+    #[cfg(feature = "openapi")]
+    pub fn openapi_json(&self) -> bytes::Bytes {
+        self.settings.openapi_json()
+    }
+
     #[cfg(feature = "axum")]
     pub(crate) fn route(&self, route: Route) -> ReporterService {
         ReporterService::new(self.settings.clone(), route)
@@ -67,6 +77,7 @@ pub struct ReporterBuilder {
     max_batch_len: usize,
     retry_after: Duration,
     body_timeout: Duration,
+    resend_window: Duration,
 }
 
 impl ReporterBuilder {
@@ -81,6 +92,7 @@ impl ReporterBuilder {
             max_batch_len: 1000,
             retry_after: Duration::from_secs(5),
             body_timeout: Duration::from_secs(20),
+            resend_window: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -142,8 +154,23 @@ impl ReporterBuilder {
         self
     }
 
+    /// How long after an event's first report a resend with the same `eventId` is still
+    /// found to be the same event, when that id carries no time (such as a UUID v4) and the
+    /// event has no `timestamp`. Default: 7 days.
+    ///
+    /// Such a resend is given the time of the first report, found in this process's memory
+    /// of the last [`RECENT_IDS`](super::RECENT_IDS) ids or else in the events table, over the
+    /// window's rows of the event's account. A longer window reads more rows per look-up;
+    /// events with a `timestamp` or a UUID v1, v6 or v7 need no look-up and are one row
+    /// whenever they are sent again. See [the guarantee](super#sent-again-one-row).
+    pub fn with_resend_window(mut self, window: Duration) -> Self {
+        self.resend_window = window;
+        self
+    }
+
     /// Checks the configuration: body limits of at least 1 KiB, a batch limit of at least
-    /// one event, and a maximum age and body timeout of more than zero.
+    /// one event, a maximum age and a body timeout of more than zero, and a resend window of
+    /// at least a minute.
     pub fn build(self) -> Result<Reporter> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
         if self.max_body_bytes < 1024 {
@@ -161,12 +188,21 @@ impl ReporterBuilder {
         if self.body_timeout.is_zero() {
             return bad("the reporter's body timeout must be more than zero");
         }
+        if self.resend_window < Duration::from_secs(60) {
+            return bad("the reporter's resend window must be at least one minute");
+        }
         Ok(self.into_reporter())
     }
 
     fn into_reporter(self) -> Reporter {
+        let resends = Resends::new(
+            self.analytics.query_client(),
+            self.analytics.schema().clone(),
+            self.resend_window,
+        );
         Reporter {
             settings: Arc::new(Settings {
+                resends,
                 analytics: self.analytics,
                 reporters: self.reporters,
                 confirm_writes: self.confirm_writes,
@@ -179,6 +215,8 @@ impl ReporterBuilder {
                 max_batch_len: self.max_batch_len,
                 retry_after: self.retry_after,
                 body_timeout: self.body_timeout,
+                #[cfg(feature = "openapi")]
+                openapi: std::sync::OnceLock::new(),
             }),
         }
     }

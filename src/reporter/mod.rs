@@ -13,17 +13,41 @@
 //! | `accountId` | required | a whole number from 0 to 2⁶⁴−1 |
 //! | `event` | required | a string of 1 to 128 bytes without control characters, stored verbatim |
 //! | `timestamp` | optional | an RFC 3339 date-time or Unix seconds; at most [`MAX_CLOCK_SKEW`] ahead and, by default, 7 days old |
-//! | `eventId` | optional | a UUID; an event sent again with the same `eventId` is still one row |
+//! | `eventId` | optional | a UUID, any version; an event sent again with the same `eventId` is still one row (see below) |
 //!
-//! The events table is keyed by `(account_id, inserted_at, event_id)`, so an event resent
-//! with the same `eventId` is one row only with the same time as well: an event with an
-//! `eventId` takes its time from its `timestamp`, or else from the `eventId` itself if that
-//! is a UUID v7 (or v1 or v6); an `eventId` without a time (such as a UUID v4) must come with
-//! a `timestamp`. Rows written twice collapse on the table's next merge, and at once for
-//! queries that read with `FINAL` or count `uniqExact(event_id)`.
+//! `GET /openapi.json` (feature `openapi`, on by default) answers the endpoint's OpenAPI 3.1
+//! document, with this reporter's limits ([`Reporter::openapi_json`]).
 //!
 //! Each reporter sends its own bearer token ([`Reporters`]); its name goes into the events'
 //! `source` column. A batch is taken whole or not at all.
+//!
+//! # Sent again, one row
+//!
+//! A reporter that is not sure its event arrived (a timeout, a lost answer) sends it again
+//! with the same `eventId`, any UUID: Python's `uuid.uuid4()`, JavaScript's
+//! `crypto.randomUUID()`, Java's `UUID.randomUUID()`, a v7. The event is then one row of the
+//! events table (read with `FINAL`, or after the next merge) and one event in every
+//! [`Usage`](crate::Usage) answer:
+//!
+//! - always, when it is sent again with the same `timestamp`, or when its `eventId` carries
+//!   its time (UUID v1, v6, v7) and it has no `timestamp`: every copy has the same key
+//!   ([`EVENTS_KEY`](crate::schema::EVENTS_KEY));
+//! - when its `eventId` carries no time (v4, v3, v5, v8) and it has no `timestamp`: if it
+//!   is sent again within the resend window (7 days by default,
+//!   [`with_resend_window`](ReporterBuilder::with_resend_window)) of its first report. The
+//!   resend is given the first report's time, found in this process's memory of the ids it
+//!   took (the last [`RECENT_IDS`], covering events still queued) or else in the events
+//!   table. The gaps: a resend is a second row when it reaches *another* process (a second
+//!   instance of the app) before the first copy was written (within the writer's flush
+//!   interval, or longer while ClickHouse is away), or when this process took more than
+//!   [`RECENT_IDS`] other such ids since the first copy and that copy is still unwritten.
+//!   When ClickHouse cannot be asked, such a request is answered
+//!   `503` rather than risk a second row; the same event with a `timestamp` is taken.
+//!
+//! An `eventId` belongs to the reporter that sent it: `source` is part of the key, so a
+//! reporter that sends another reporter's `eventId` stores a row of its own and never
+//! replaces the other's. A resend takes the first report's time; its other fields are
+//! stored as sent.
 //!
 //! # Answers
 //!
@@ -40,7 +64,7 @@
 //! | `415` | a content type other than `application/json` |
 //! | `422` | invalid fields, naming each; for `/events` an `errors` list gives each bad item's `index` and `message`; an empty batch or one of more than 1 000 events |
 //! | `500` | with `with_confirm_writes`: the events could not be written (`database error`) |
-//! | `503` | the writer's queue is full, or the writer is paused or shutting down; `Retry-After` says when to try again |
+//! | `503` | the writer's queue is full, or the writer is paused or shutting down, or an `eventId` without a time could not be looked up; `Retry-After` says when to try again |
 //!
 //! # Use
 //!
@@ -110,6 +134,9 @@
 mod auth;
 mod config;
 mod decode;
+#[cfg(feature = "openapi")]
+mod openapi;
+mod resend;
 mod response;
 #[cfg(feature = "axum")]
 mod router;
@@ -119,5 +146,6 @@ mod validate;
 
 pub use auth::{REPORTERS_ENV, Reporters};
 pub use config::{MAX_CLOCK_SKEW, Reporter, ReporterBuilder};
+pub use resend::RECENT_IDS;
 pub use response::ResponseBody;
 pub use service::{ReporterService, ResponseFuture};

@@ -42,14 +42,21 @@ impl Body for ResponseBody {
 
 /// One bad item of a batch.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub(crate) struct ItemError {
+    /// The item's position in the batch, from 0.
     pub(crate) index: usize,
+    /// What is wrong with it, naming each bad field.
     pub(crate) message: String,
 }
 
+/// The body of every answer.
 #[derive(Serialize)]
-struct Message<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct Message<'a> {
+    /// `success`, or what went wrong.
     message: &'a str,
+    /// For a batch with bad items (`422`): each of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [ItemError]>,
 }
@@ -122,6 +129,22 @@ pub(crate) fn method_not_allowed() -> Response<ResponseBody> {
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// `200` with a JSON document made elsewhere.
+#[cfg(feature = "openapi")]
+pub(crate) fn document(body: Bytes) -> Response<ResponseBody> {
+    json_bytes(StatusCode::OK, body)
+}
+
+/// `405` with `Allow: <allow>`, for a path that takes other methods than `POST`.
+#[cfg(feature = "openapi")]
+pub(crate) fn method_not_allowed_but(allow: &'static str) -> Response<ResponseBody> {
+    let mut response = message(StatusCode::METHOD_NOT_ALLOWED, &format!("use {allow}"));
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     response
 }
 

@@ -7,7 +7,8 @@ use crate::writer::Analytics;
 use super::{auth::Reporters, config::Reporter, service::Route};
 
 impl Reporter {
-    /// The endpoint as an axum [`Router`] with the routes `/event` and `/events`, to
+    /// The endpoint as an axum [`Router`] with the routes `/event` and `/events` (and, with
+    /// the feature `openapi`, `GET /openapi.json`, the endpoint's OpenAPI document), to
     /// [`merge`](Router::merge) into an app or [`nest`](Router::nest) under a prefix.
     ///
     /// The router has no fallback of its own, so it merges into any app; it works with any
@@ -16,9 +17,12 @@ impl Reporter {
     where
         S: Clone + Send + Sync + 'static,
     {
-        Router::new()
+        let router = Router::new()
             .route_service("/event", self.route(Route::Single))
-            .route_service("/events", self.route(Route::Batch))
+            .route_service("/events", self.route(Route::Batch));
+        #[cfg(feature = "openapi")]
+        let router = router.route_service("/openapi.json", self.route(Route::OpenApi));
+        router
     }
 }
 

@@ -28,6 +28,7 @@ use crate::{
 use super::{
     auth::Reporters,
     decode::{self, Batch, Item},
+    resend::{Resends, Unchecked},
     response::{self, ItemError, ResponseBody},
     validate::{self, Window},
 };
@@ -39,6 +40,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) analytics: Analytics,
+    pub(crate) resends: Resends,
     pub(crate) reporters: Reporters,
     pub(crate) confirm_writes: bool,
     pub(crate) window: Window,
@@ -47,6 +49,25 @@ pub(crate) struct Settings {
     pub(crate) max_batch_len: usize,
     pub(crate) retry_after: Duration,
     pub(crate) body_timeout: Duration,
+    /// The OpenAPI document, made on first request.
+    #[cfg(feature = "openapi")]
+    pub(crate) openapi: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Settings {
+    /// The OpenAPI document of this endpoint, as pretty JSON ending with a newline.
+    #[cfg(feature = "openapi")]
+    pub(crate) fn openapi_json(&self) -> bytes::Bytes {
+        self.openapi
+            .get_or_init(|| {
+                let doc = super::openapi::document(self);
+                // Serializing a document of strings and numbers cannot fail.
+                let mut json = doc.to_pretty_json().unwrap_or_default();
+                json.push('\n');
+                bytes::Bytes::from(json)
+            })
+            .clone()
+    }
 }
 
 /// Which endpoint a request is for.
@@ -69,6 +90,10 @@ pub(crate) enum Route {
     /// Always `/events`, whatever the path.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     Batch,
+    /// Always `/openapi.json`, whatever the path.
+    #[cfg(feature = "openapi")]
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    OpenApi,
 }
 
 /// The reporter endpoint as a tower [`Service`](tower::Service) of
@@ -146,6 +171,13 @@ where
     B::Error: Into<BoxError>,
 {
     let endpoint = match (route, request.uri().path()) {
+        #[cfg(feature = "openapi")]
+        (Route::OpenApi, _) | (Route::ByPath, "/openapi.json") => {
+            return match *request.method() {
+                Method::GET | Method::HEAD => response::document(settings.openapi_json()),
+                _ => response::method_not_allowed_but("GET"),
+            };
+        }
         (Route::Single, _) | (Route::ByPath, "/event") => Endpoint::Single,
         (Route::Batch, _) | (Route::ByPath, "/events") => Endpoint::Batch,
         (Route::ByPath, _) => return response::message(StatusCode::NOT_FOUND, "not found"),
@@ -198,10 +230,19 @@ where
         Endpoint::Single => single(settings, source, &body, now),
         Endpoint::Batch => batch(settings, source, &body, now),
     };
-    match events {
-        Ok(events) => enqueue(settings, events).await,
-        Err(refusal) => refusal.into_response(),
+    let mut events = match events {
+        Ok(events) => events,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Err(Unchecked(error)) = settings.resends.settle(source, &mut events, now).await {
+        tracing::warn!(%error, "could not look up earlier reports of resent events");
+        return response::unavailable(
+            "the earlier reports of this eventId could not be looked up; retry later, \
+             or send a timestamp with it",
+            settings.retry_after,
+        );
     }
+    enqueue(settings, events).await
 }
 
 /// The `Content-Length`, if there is one and it is a number.

@@ -1,17 +1,19 @@
 //! From a decoded JSON object to an [`Event`], or the list of what is wrong with it.
 //!
-//! The fields are `accountId` (required, a whole number from 0 to `u64::MAX`), `event`
+//! The fields are `accountId` (required, a whole number from 0 to `u64::MAX`, `7.0` too), `event`
 //! (required, a string of 1 to 128 bytes without control characters), `timestamp`
 //! (optional: an RFC 3339 string or Unix seconds) and `eventId` (optional: a UUID). Every
 //! problem names its field.
 //!
 //! # One event, one row
 //!
-//! The events table is keyed by `(account_id, inserted_at, event_id)`, so an event resent
-//! with the same `eventId` is one row only if it also has the same time. An event with an
-//! `eventId` therefore always gets its time from the request: from `timestamp` when given,
-//! otherwise from the `eventId` itself when it carries one (a UUID v7, as well as v1 and v6).
-//! An `eventId` that carries no time (such as a UUID v4) must come with a `timestamp`.
+//! The events table is keyed by `(account_id, inserted_at, event_id, source)`, so an event
+//! resent with the same `eventId` is one row when it also has the same time. An event with
+//! an `eventId` therefore gets its time from the request when it can: from `timestamp` when
+//! given, otherwise from the `eventId` itself when it carries one (a UUID v7, as well as v1
+//! and v6). Any other `eventId` (such as a UUID v4) without a `timestamp` is given the time
+//! it is received here, which [`resend`](super::resend) replaces with the time of its first
+//! report when it is sent again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -139,21 +141,14 @@ pub(crate) fn event(
             .map_err(|p| problems.push(format!("eventId {p}")))
             .ok()
     });
-    // An event with an id takes its time from the request, so that sent again it is the
-    // same row.
+    // An event with an id takes its time from the request when the request has one, so that
+    // sent again it is the same row; an id without a time (a UUID v4) and no timestamp get
+    // the time of the event's first report, found by `resend`.
     let time = match (timestamp, event_id) {
         (Some(t), _) => Some(t),
-        (None, Some(id)) => match id.get_timestamp() {
-            Some(t) => Some(("the time in eventId", t.to_unix().0 as i64)),
-            None => {
-                problems.push(
-                    "timestamp is required with an eventId that carries no time (such as a \
-                     UUID v4), so that an event sent again is stored as the same row; \
-                     send a timestamp or use a UUID v7",
-                );
-                None
-            }
-        },
+        (None, Some(id)) => id
+            .get_timestamp()
+            .map(|t| ("the time in eventId", t.to_unix().0 as i64)),
         (None, None) => None,
     };
     let time = time.and_then(|(what, secs)| {
@@ -214,10 +209,18 @@ fn optional(value: Option<Value>) -> Option<Value> {
 fn account(value: &Value) -> Result<u64, String> {
     const RANGE: &str = "must be a whole number from 0 to 18446744073709551615";
     match value {
-        Value::Number(n) => match n.as_u64() {
-            Some(id) => Ok(id),
-            None if n.is_i64() => Err("must not be negative".into()),
-            None => Err(format!("{RANGE}, not {n}")),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(id), _) => Ok(id),
+            (None, _) if n.is_i64() => Err("must not be negative".into()),
+            // A whole number written with a fraction (`7.0`) is an integer to JSON Schema, and
+            // so to the endpoint's OpenAPI document. Below 2^64, such an f64 is exactly a u64.
+            (None, Some(f))
+                if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) =>
+            {
+                Ok(f as u64)
+            }
+            (None, Some(f)) if f < 0.0 => Err("must not be negative".into()),
+            (None, _) => Err(format!("{RANGE}, not {n}")),
         },
         other => Err(format!("{RANGE}, not {}", kind(other))),
     }
@@ -396,7 +399,17 @@ mod tests {
         assert_eq!(value(json!([1])), format!("{range} an array"));
         assert_eq!(value(json!({"id": 1})), format!("{range} an object"));
         assert_eq!(value(json!(1.5)), format!("{range} 1.5"));
-        assert_eq!(value(json!(1.0)), format!("{range} 1.0"));
+        assert_eq!(value(json!(-2.0)), "accountId must not be negative");
+        assert_eq!(value(json!(1e20)), format!("{range} 1e+20"));
+        // A whole number with a fraction is the whole number, as JSON Schema has it.
+        for (number, id) in [
+            (json!(1.0), 1),
+            (json!(181225.0), 181_225),
+            (json!(1e19), 10u64.pow(19)),
+        ] {
+            let e = check(json!({"accountId": number, "event": "x"})).unwrap();
+            assert_eq!(e.account_id(), id);
+        }
         // What serde_json makes of u64::MAX + 1.
         let too_big: Value = serde_json::from_str("18446744073709551616").unwrap();
         assert!(value(too_big).starts_with(range));
@@ -593,14 +606,12 @@ mod tests {
 
     #[test]
     fn an_event_id_fixes_the_time() {
-        // A v4 id carries no time: without a timestamp, a resent event would be a new row.
-        let p = check(json!({"accountId": 1, "event": "x",
-            "eventId": "6f2c1b9e-3d4a-4f5b-8c7d-9e0a1b2c3d4e"}))
-        .unwrap_err();
-        assert!(
-            p[0].starts_with("timestamp is required with an eventId"),
-            "{p:?}"
-        );
+        // A v4 id carries no time: without a timestamp the event is taken with the time it
+        // was received, for `resend` to replace with its first report's.
+        let v4 = "6f2c1b9e-3d4a-4f5b-8c7d-9e0a1b2c3d4e";
+        let e = check(json!({"accountId": 1, "event": "x", "eventId": v4})).unwrap();
+        assert_eq!(e.event_id().to_string(), v4);
+        assert_eq!(u64::from(e.unix_seconds()), NOW);
 
         // A v7 id carries its time: the event takes it, the same on every resend.
         let ts = uuid::Timestamp::from_unix(uuid::NoContext, NOW - 60, 500_000_000);

@@ -139,6 +139,23 @@ impl Serialize for Day {
     }
 }
 
+/// As `{"type": "string", "format": "date"}`: `2024-05-01`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Day {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Date,
+            )))
+            .description(Some("A UTC day, YYYY-MM-DD."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Day {}
+
 /// An inclusive range of UTC days.
 ///
 /// ```
@@ -150,6 +167,7 @@ impl Serialize for Day {
 /// assert!(Days::new(days.last(), days.first()).is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Days {
     pub(super) first: Day,
     pub(super) last: Day,

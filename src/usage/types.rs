@@ -31,6 +31,7 @@ pub enum Period {
 
 /// One account's usage over a range of days. Made by [`Usage::account`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct AccountUsage {
@@ -44,9 +45,11 @@ pub struct AccountUsage {
     pub event_types: Vec<EventTypeCount>,
     /// The first event in the range; `None` when there was none.
     #[serde(serialize_with = "rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub first_seen: Option<SystemTime>,
     /// The last event in the range; `None` when there was none.
     #[serde(serialize_with = "rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_seen: Option<SystemTime>,
     /// Days with at least one event.
     pub active_days: u32,
@@ -56,6 +59,7 @@ pub struct AccountUsage {
 
 /// Events of one event type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct EventTypeCount {
@@ -69,6 +73,7 @@ pub struct EventTypeCount {
 
 /// Events on one day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct DayCount {
     /// The day.
@@ -79,6 +84,7 @@ pub struct DayCount {
 
 /// Accounts with at least one event in a day or a week. Made by [`Usage::active_accounts`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct ActiveAccounts {
     /// The day, or the Monday that starts the week.
@@ -89,6 +95,7 @@ pub struct ActiveAccounts {
 
 /// One account's activity over a range. Made by [`Usage::top_accounts`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct AccountActivity {
@@ -100,11 +107,13 @@ pub struct AccountActivity {
     pub active_days: u32,
     /// The last event in the range.
     #[serde(serialize_with = "serialize_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: SystemTime,
 }
 
 /// Events per day of one account. Made by [`Usage::events_per_day`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct AccountDays {
@@ -118,6 +127,7 @@ pub struct AccountDays {
 ///
 /// As JSON: `{"accountId": 42, "lastSeen": "2024-05-01T10:00:00Z", "signedUp": null}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct InactiveAccount {
@@ -125,9 +135,11 @@ pub struct InactiveAccount {
     pub account_id: u64,
     /// Its last event ever; `None` for a known account that never had one.
     #[serde(serialize_with = "rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_seen: Option<SystemTime>,
     /// When it signed up, for an account the application passed as known.
     #[serde(serialize_with = "rfc3339_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub signed_up: Option<SystemTime>,
 }
 

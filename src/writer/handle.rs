@@ -436,6 +436,12 @@ impl Analytics {
         &self.shared().config.schema
     }
 
+    /// A new client for this writer's server and credentials (no default database), for
+    /// the reads that go with writing, such as the reporter's look-up of resent ids.
+    pub(crate) fn query_client(&self) -> clickhouse::Client {
+        super::sink::admin_client(&self.shared().config)
+    }
+
     /// Stops taking events, writes everything queued, and waits until ClickHouse has
     /// acknowledged it, for at most `deadline`. Events still unwritten then are returned.
     ///

@@ -173,19 +173,25 @@ pub(crate) struct Sink {
     send_timeout: Duration,
 }
 
+/// A client for the writer's server and credentials, without a default database.
+pub(crate) fn admin_client(config: &Builder) -> clickhouse::Client {
+    let mut admin = http_client(config)
+        .with_url(&config.url)
+        // Column types are checked once by `Schema::check_columns`, which works on every
+        // server version; plain RowBinary does too.
+        .with_validation(false);
+    if let Some(user) = &config.user {
+        admin = admin.with_user(user);
+    }
+    if let Some(password) = &config.password {
+        admin = admin.with_password(password);
+    }
+    admin
+}
+
 impl Sink {
     pub(crate) fn new(config: &Builder) -> Self {
-        let mut admin = http_client(config)
-            .with_url(&config.url)
-            // Column types are checked once by `Schema::check_columns`, which works on every
-            // server version; plain RowBinary does too.
-            .with_validation(false);
-        if let Some(user) = &config.user {
-            admin = admin.with_user(user);
-        }
-        if let Some(password) = &config.password {
-            admin = admin.with_password(password);
-        }
+        let admin = admin_client(config);
         let insert = admin.clone().with_database(config.schema.database());
         Self {
             admin,
