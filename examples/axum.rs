@@ -10,13 +10,14 @@
 //!     -H 'authorization: Bearer <reporter token>' --data '{"accountId": 1, "event": "search"}'
 //! ```
 //!
-//! `Authorization: Bearer demo-<account id>` is the toy login: any such token authenticates
-//! as that account. Each request of an account becomes one row of `idp`.`events`, named
+//! `Authorization: Bearer demo-<account id>` is the toy login (a toy, do not copy it: any
+//! such token authenticates as that account). Each request of an account becomes one row of `idp`.`events`, named
 //! after its route (`/projects/{id}`); `/health` is left out. SIGTERM or Ctrl-C stops the
 //! server, and the events still queued are written before the process exits.
 //!
 //! The usage dashboard is at `/admin/analytics` (JSON at `/admin/analytics/inactive?days=7`
-//! and `/admin/analytics/accounts/{id}/usage`), for `Authorization: Bearer admin-demo`. An
+//! and `/admin/analytics/accounts/{id}/usage`), for `Authorization: Bearer <token>` with the
+//! token from `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`, for the demo only). An
 //! inactivity watch checks every minute for accounts quiet for a week
 //! (`IDP_ANALYTICS_QUIET_DAYS` overrides) and prints a line for each one, once.
 //!
@@ -36,13 +37,20 @@
 //! comma-separated: the writer goes on through them, the queries use the first),
 //! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
 //! `scripts/load` to measure what the layer costs end to end; default on).
+//! `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`).
+//!
+//! The server is served with limits a public server needs (see `serve`): headers within
+//! 10 s, an answer within 30 s, at most 512 connections at once.
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
 //! with SIGKILL, start it again with ClickHouse reachable, stop it with SIGTERM: every
 //! request is in the table, once.
 
-use std::{collections::HashMap, convert::Infallible, error::Error, time::Duration};
+use std::{
+    collections::HashMap, convert::Infallible, error::Error, future::Future, pin::pin, sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -52,6 +60,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use idp_analytics::{
     AccountId, Admin, Analytics, AnalyticsLayer, Connection, InactivityWatch, Notification,
     Reporters, Usage, admin,
@@ -59,6 +72,18 @@ use idp_analytics::{
     schema::{Schema, Topology},
 };
 use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+
+/// How long a client may take to send a request's headers. Without it, a client that sends
+/// its headers a byte at a time holds a connection for ever (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take to be answered, its body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most connections open at once. Without a cap, idle connections use up the process's
+/// file descriptors and nothing else gets in, `/health` included; past it, new connections
+/// wait in the listen backlog until one closes (idle ones close after `HEADER_TIMEOUT`).
+/// Keep it below the file limit (`ulimit -n`).
+const MAX_CONNECTIONS: usize = 512;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -95,9 +120,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve(listener, app, shutdown_signal()).await;
 
     // Every connection is closed: stop the watch and write what is still queued.
     watch.stop().await;
@@ -126,7 +149,9 @@ fn reporters() -> idp_analytics::Result<Reporters> {
 /// the usage dashboard.
 fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytics::Result<Router> {
     let events = analytics.reporter_router(reporters);
-    let dashboard = Admin::new(usage, admin::bearer("admin-demo")).into_router();
+    // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
+    let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
+    let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
@@ -151,10 +176,61 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
         // After the layers: reports are recorded by the endpoint itself, and the dashboard
         // is not product usage.
         .merge(events)
-        .nest("/admin/analytics", dashboard))
+        .nest("/admin/analytics", dashboard)
+        // Every request, the reporter endpoint's and the dashboard's included.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        )))
+}
+
+/// Serves `app` on `listener` until `signal`, then lets open requests finish (10 s at most).
+///
+/// `axum::serve` is simpler, but sets no header timeout and no connection cap, which a
+/// server open to the internet needs: hyper's `header_read_timeout` works only with a timer
+/// (`TokioTimer`), and the cap is a semaphore around `accept`.
+async fn serve(listener: tokio::net::TcpListener, app: Router, signal: impl Future<Output = ()>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = GracefulShutdown::new();
+    let mut signal = pin!(signal);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut signal => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    eprintln!("accept: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), connections.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("some connections were still open after 10 s");
+    }
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.
+/// A toy, do not copy: anyone can claim any account. Verify a real session or token here.
 async fn authenticate(mut request: Request, next: Next) -> Response {
     let account = request
         .headers()
@@ -198,7 +274,7 @@ async fn invoice(Caller(account): Caller, Path(id): Path<u64>) -> String {
 }
 
 /// Logs in as `?account=<id>`. The request has no account yet; the response carries it,
-/// and the login is recorded under it.
+/// and the login is recorded under it. A toy, do not copy: it checks no password.
 async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let Some(account) = params.get("account").and_then(|id| id.parse::<u64>().ok()) else {
         return (StatusCode::BAD_REQUEST, "usage: POST /login?account=<id>\n").into_response();

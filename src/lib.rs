@@ -70,6 +70,8 @@
 //!         .layer(middleware::from_fn(authenticate));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     // No header-read timeout, no request timeout, no connection cap: on a public port,
+//!     // serve as `examples/axum.rs` does.
 //!     axum::serve(listener, app).await?;
 //!     analytics.shutdown(Duration::from_secs(10)).await;
 //!     Ok(())
@@ -103,6 +105,7 @@ pub mod route;
 pub mod schema;
 mod service;
 mod text;
+mod time;
 pub mod usage;
 pub mod writer;
 

@@ -206,6 +206,10 @@ impl Builder {
     /// A directory for batches ClickHouse rejected as bad data: each such batch is kept
     /// there as a file of JSON lines, one event a line. Default: none, and such batches are
     /// logged whole at `error` level instead.
+    ///
+    /// The directory is created `0700` and its files `0600`. A directory that is a symbolic
+    /// link, is owned by another user or can be written by its group or others is refused,
+    /// and the batch is logged instead.
     pub fn with_dead_letter_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dead_letter_dir = Some(dir.into());
         self
@@ -222,11 +226,21 @@ impl Builder {
     /// length up to [`with_spool_max_bytes`](Self::with_spool_max_bytes) loses nothing.
     /// One writer at a time may use a directory; [`build`](Self::build) fails if it is
     /// locked by another, or cannot be created.
+    ///
+    /// The spool holds every event's account and time, and what is in it is replayed as
+    /// events: the directory is created `0700` and its files `0600`, and
+    /// [`build`](Self::build) refuses ([`Error::Spool`](crate::Error::Spool)) a directory
+    /// that is a symbolic link, is owned by another user, or can be written by its group
+    /// or by others. Files in it are opened without following links; a file named like a
+    /// segment that is not a regular file, or is longer than a segment can be (twice
+    /// [`with_max_bytes`](Self::with_max_bytes) and one record), is left alone and never
+    /// read.
     pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         let spool = self.spool.get_or_insert_with(|| SpoolConfig {
             dir: PathBuf::new(),
             max_bytes: 1 << 30,
             fsync: Fsync::default(),
+            max_segment_bytes: 0,
         });
         spool.dir = dir.into();
         self
@@ -316,7 +330,17 @@ impl Builder {
             Some(connection) => connection,
             None => self.connection.clone().build()?,
         };
-        let spool = self.spool.clone().map(Spool::open).transpose()?;
+        let max_segment_bytes = super::spool::max_segment_bytes(self.max_bytes);
+        let spool = self
+            .spool
+            .clone()
+            .map(|spool| {
+                Spool::open(SpoolConfig {
+                    max_segment_bytes,
+                    ..spool
+                })
+            })
+            .transpose()?;
         self.built = Some(connection.clone());
         let config = Arc::new(self);
         Ok(super::handle::pair(config, connection, spool))

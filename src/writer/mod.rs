@@ -72,6 +72,7 @@ mod config;
 mod handle;
 mod metrics;
 mod pause;
+mod private;
 mod sink;
 pub(crate) mod spool;
 mod stats;

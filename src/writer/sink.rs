@@ -456,8 +456,8 @@ pub(crate) fn dead_letter(dir: Option<&Path>, events: &[Event], reason: &str) ->
             "dead-letter-{stamp}-{}.jsonl",
             Uuid::now_v7().simple()
         ));
-        let written = std::fs::create_dir_all(dir).and_then(|()| {
-            let mut file = std::fs::File::create_new(&path)?;
+        let written = super::private::create_dir(dir).and_then(|()| {
+            let mut file = super::private::create_new(&path)?;
             for line in &lines {
                 writeln!(file, "{line}")?;
             }

@@ -266,7 +266,8 @@ impl Worker {
         let spool = self.shared.spool.as_ref()?;
         let path = segment.path.clone()?;
         let counters = &self.shared.counters;
-        let read = tokio::task::spawn_blocking(move || spool::read_segment(&path)).await;
+        let max = spool.config.max_segment_bytes;
+        let read = tokio::task::spawn_blocking(move || spool::read_segment(&path, max)).await;
         let read = match read {
             Ok(Ok(read)) => read,
             Ok(Err(err)) => {
@@ -279,7 +280,7 @@ impl Worker {
         };
         if read.corrupt > 0 {
             Counters::add(&counters.corrupt_records, read.corrupt as usize);
-            tracing::warn!(corrupt = read.corrupt, good = read.events.len(), segment = ?segment.path, "skipped torn or corrupted spool records");
+            tracing::warn!(corrupt = read.corrupt, good = read.events.len(), gave_up = read.gave_up, segment = ?segment.path, "skipped torn or corrupted spool records");
         }
         if segment.replay {
             Counters::add(&counters.replayed, read.events.len());
