@@ -35,6 +35,8 @@ pub struct Builder {
     pub(crate) max_backoff: Duration,
     pub(crate) dead_letter_dir: Option<PathBuf>,
     pub(crate) spool: Option<SpoolConfig>,
+    /// Set by [`Analytics::builder_reporting_to`]: post batches there instead.
+    pub(crate) report: Option<super::rest::Target>,
 }
 
 impl Builder {
@@ -56,7 +58,18 @@ impl Builder {
             max_backoff: Duration::from_secs(30),
             dead_letter_dir: None,
             spool: None,
+            report: None,
         }
+    }
+
+    pub(crate) fn reporting_to(url: impl Into<String>, token: impl Into<String>) -> Self {
+        let mut builder = Self::new(url);
+        builder.max_rows = super::rest::MAX_BATCH;
+        builder.report = Some(super::rest::Target {
+            url: builder.url.clone(),
+            token: token.into(),
+        });
+        builder
     }
 
     /// The ClickHouse user. Default: none sent (the server's `default` user).
@@ -96,7 +109,9 @@ impl Builder {
         self
     }
 
-    /// The most rows in one insert. Default: 10 000.
+    /// The most rows in one insert. Default: 10 000; for a writer
+    /// [reporting to an endpoint](Analytics::builder_reporting_to), 1 000, which is also
+    /// the most it takes.
     pub fn with_max_rows(mut self, rows: usize) -> Self {
         self.max_rows = rows;
         self
@@ -197,6 +212,9 @@ impl Builder {
 
     fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if let Some(target) = &self.report {
+            target.validate(self.max_rows)?;
+        }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return bad("the ClickHouse URL must start with http:// or https://");
         }

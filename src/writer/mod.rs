@@ -36,12 +36,14 @@
 mod collector;
 mod config;
 mod handle;
+mod rest;
 mod sink;
 mod spool;
 mod stats;
 mod worker;
 
 pub use config::Builder;
+pub use rest::MAX_BATCH;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
 pub use spool::Fsync;
 pub use stats::Stats;

@@ -17,6 +17,7 @@ use crate::event::Event;
 use super::{
     collector::SpoolCollector,
     handle::{Ack, Queued, Shared, WriteFailed},
+    rest::{self, RestSink},
     sink::{self, Failure, Sink},
     spool::{self, Sealed},
     stats::{Counters, StatsLog},
@@ -32,6 +33,9 @@ use super::{
 pub struct Worker {
     shared: Arc<Shared>,
     sink: Sink,
+    /// Set for a writer made by [`Analytics::builder_reporting_to`](super::Analytics::builder_reporting_to):
+    /// batches go to a reporter endpoint instead of `sink`.
+    rest: Option<RestSink>,
     prepared: bool,
     backoff: Backoff,
     log: StatsLog,
@@ -54,7 +58,7 @@ impl Drop for Worker {
 }
 
 /// How the write of one batch ended.
-enum Outcome {
+pub(super) enum Outcome {
     Written,
     DeadLettered,
     Aborted,
@@ -65,9 +69,11 @@ impl Worker {
         let config = &shared.config;
         let backoff = Backoff::new(config.min_backoff, config.max_backoff);
         let sink = Sink::new(config);
+        let rest = config.report.as_ref().map(|t| RestSink::new(config, t));
         Self {
             shared,
             sink,
+            rest,
             prepared: false,
             backoff,
             log: StatsLog::new(),
@@ -285,6 +291,10 @@ impl Worker {
     /// Writes one batch, retrying transient failures with backoff until ClickHouse
     /// acknowledges it, it is refused as bad data, or a shutdown deadline passes.
     async fn write(&mut self, events: &[Event]) -> Outcome {
+        if let Some(rest) = &self.rest {
+            let shared = &self.shared;
+            return rest::write(rest, shared, &mut self.backoff, &mut self.log, events).await;
+        }
         let config = self.shared.config.clone();
         let counters = &self.shared.counters;
         loop {
@@ -373,7 +383,7 @@ fn settle(acks: &[Arc<Ack>], outcome: Result<(), &WriteFailed>) {
 
 /// Exponential backoff with jitter: each wait is drawn between half and all of the current
 /// step, and the step doubles up to the maximum.
-struct Backoff {
+pub(super) struct Backoff {
     min: Duration,
     max: Duration,
     step: Duration,
@@ -388,11 +398,11 @@ impl Backoff {
         }
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.step = self.min;
     }
 
-    fn next(&mut self) -> Duration {
+    pub(super) fn next(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         let half = step / 2;
