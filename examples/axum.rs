@@ -27,7 +27,14 @@
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
 //! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
-//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only).
+//! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
+//! `IDP_ANALYTICS_CONFIRM_WRITES=1` (default off: the reporter answers `200` once the events
+//! are queued; with it, once they are in ClickHouse).
+//!
+//! As a resource server that owns no ClickHouse: `IDP_ANALYTICS_REPORT_TO=<url of another
+//! instance's /events>` and `IDP_ANALYTICS_REPORT_TOKEN=<one of its reporters' tokens>`. The
+//! events then go there and nowhere else, and the reporter endpoint, the admin router and
+//! the watch are off.
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
@@ -57,7 +64,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut builder = Analytics::builder(&url).with_schema(Schema::new(database, "events")?);
+    let report_to = std::env::var("IDP_ANALYTICS_REPORT_TO").ok();
+    let mut builder = match &report_to {
+        Some(to) => Analytics::builder_reporting_to(to, env_or("IDP_ANALYTICS_REPORT_TOKEN", "")),
+        None => Analytics::builder(&url).with_schema(Schema::new(database, "events")?),
+    };
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
@@ -67,7 +78,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
         clickhouse::Client::default().with_url(&url),
         analytics.schema().clone(),
     );
-    let app = app(analytics.clone(), reporters()?, usage.clone())?;
+    if report_to.is_some() {
+        let app = app(analytics.clone(), None)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        let report = analytics.shutdown(Duration::from_secs(10)).await;
+        println!(
+            "stopped: {} events reported at shutdown, {} left unreported, {} spool segments left",
+            report.written,
+            report.unwritten.len(),
+            report.left_in_spool
+        );
+        return Ok(());
+    }
+    let app = app(analytics.clone(), Some((reporters()?, usage.clone())))?;
 
     // Be told, once, when an account goes quiet (and when it comes back).
     let quiet_days: u64 = env_or("IDP_ANALYTICS_QUIET_DAYS", "7").parse()?;
@@ -112,9 +139,21 @@ fn reporters() -> idp_analytics::Result<Reporters> {
 
 /// The application's routes, with authentication and analytics; the `/event` endpoint;
 /// the usage dashboard.
-fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytics::Result<Router> {
-    let events = analytics.reporter_router(reporters);
-    let dashboard = Admin::new(usage, admin::bearer("admin-demo")).into_router();
+/// Without `idp` (a resource server reporting elsewhere), neither.
+fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::Result<Router> {
+    let idp = idp
+        .map(|(reporters, usage)| -> idp_analytics::Result<_> {
+            // IDP_ANALYTICS_CONFIRM_WRITES=1: answer 200 only once the events are in ClickHouse.
+            let confirm =
+                std::env::var_os("IDP_ANALYTICS_CONFIRM_WRITES").is_some_and(|v| v == "1");
+            let events = idp_analytics::Reporter::builder(analytics.clone(), reporters)
+                .with_confirm_writes(confirm)
+                .build()?
+                .into_router();
+            let dashboard = Admin::new(usage, admin::bearer("admin-demo")).into_router();
+            Ok((events, dashboard))
+        })
+        .transpose()?;
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
@@ -123,7 +162,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
         .route("/invoices", get(invoices))
         .route("/invoices/{id}", get(invoice));
 
-    Ok(Router::new()
+    let app = Router::new()
         .route("/projects/{id}", get(project))
         .route("/search", get(search))
         .route("/login", post(login))
@@ -134,11 +173,13 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
                 .layer(analytics),
-        )
-        // After the layers: reports are recorded by the endpoint itself, and the dashboard
-        // is not product usage.
-        .merge(events)
-        .nest("/admin/analytics", dashboard))
+        );
+    // After the layers: reports are recorded by the endpoint itself, and the dashboard
+    // is not product usage.
+    Ok(match idp {
+        Some((events, dashboard)) => app.merge(events).nest("/admin/analytics", dashboard),
+        None => app,
+    })
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.

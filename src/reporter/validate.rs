@@ -187,7 +187,10 @@ fn whole(value: &Value, max: u64) -> Result<u64, String> {
             Some(v) if v <= max => Ok(v),
             _ => Err(format!("must be a whole number from 0 to {max}, not {n}")),
         },
-        other => Err(format!("must be a whole number from 0 to {max}, not {}", kind(other))),
+        other => Err(format!(
+            "must be a whole number from 0 to {max}, not {}",
+            kind(other)
+        )),
     }
 }
 

@@ -43,8 +43,8 @@ mod stats;
 mod worker;
 
 pub use config::Builder;
-pub use rest::MAX_BATCH;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
+pub use rest::MAX_BATCH;
 pub use spool::Fsync;
 pub use stats::Stats;
 pub use worker::Worker;

@@ -181,9 +181,9 @@ pub(crate) fn interpret(
     let what = format!("{status} {message}");
     match status {
         StatusCode::OK => Reply::Stored,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Reply::Pause(format!(
-            "the reporter endpoint refused the token ({what})"
-        )),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Reply::Pause(format!("the reporter endpoint refused the token ({what})"))
+        }
         StatusCode::UNPROCESSABLE_ENTITY => {
             let mut bad: Vec<usize> = answer
                 .map(|a| a.errors.into_iter().map(|e| e.index).collect())
@@ -273,7 +273,10 @@ impl RestSink {
         match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Reply::Retry(
                 None,
-                format!("the reporter endpoint did not answer within {:?}", self.timeout),
+                format!(
+                    "the reporter endpoint did not answer within {:?}",
+                    self.timeout
+                ),
             ),
             Ok(Err(reason)) => Reply::Retry(None, reason),
             Ok(Ok((parts, body))) => interpret(
@@ -382,7 +385,12 @@ mod tests {
             3,
         );
         assert!(matches!(busy, Reply::Retry(Some(d), _) if d == Duration::from_secs(7)));
-        let huge = interpret(StatusCode::SERVICE_UNAVAILABLE, Some(&value("99999")), b"", 3);
+        let huge = interpret(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&value("99999")),
+            b"",
+            3,
+        );
         assert!(matches!(huge, Reply::Retry(Some(d), _) if d == MAX_RETRY_AFTER));
         assert!(matches!(
             interpret(StatusCode::BAD_GATEWAY, None, b"<html>", 3),
@@ -410,7 +418,11 @@ mod tests {
                 Reply::Pause(_)
             ));
         }
-        for status in [StatusCode::NOT_FOUND, StatusCode::PAYLOAD_TOO_LARGE, StatusCode::BAD_REQUEST] {
+        for status in [
+            StatusCode::NOT_FOUND,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
+        ] {
             assert!(matches!(interpret(status, None, b"", 3), Reply::Pause(_)));
         }
     }

@@ -72,6 +72,11 @@ impl App {
         }
     }
 
+    /// The app's address, `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends one request, as `account` (the examples' `Bearer demo-<id>` login) or as nobody.
     pub async fn send(&self, method: Method, path: &str, account: Option<u64>) -> StatusCode {
         let mut request = Request::builder()
