@@ -198,8 +198,65 @@ async fn a_wrong_token_keeps_the_events_for_the_right_one() {
     );
     assert_eq!(common::try_raw_count(&schema).await.unwrap_or(0), 0);
     let rs = resource_server(idp.base(), TOKEN, Some(&spool)).await;
+    // The spooled events go first; wait for them (a liveness bound, not a timing).
+    for _ in 0..600 {
+        if common::try_raw_count(&schema).await.unwrap_or(0) >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rest = rs.stop().await;
     assert!(stopped_clean(&rest), "{rest:?}");
     idp.stop().await;
     assert_eq!(table(&schema).await, (expected(300), 300, (300, 300)));
+}
+
+/// Posts `body` to the IdP's `/events` with `Content-Encoding: gzip`.
+async fn post_gzip(idp: &App, body: &[u8]) -> (http::StatusCode, String) {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(body).unwrap();
+    let gz = gz.finish().unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("{}/events", idp.base()))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(gz)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn gzip_over_the_decompressed_bound_is_413() {
+    let schema = prepare_database!().await;
+    let idp = idp(&schema, 0, None).await;
+    // Valid JSON of two events, padded with spaces to 2 MiB: a few KiB compressed.
+    let mut big = br#"[{"accountId": 1, "event": "big"},"#.to_vec();
+    big.extend(std::iter::repeat_n(b' ', 2 << 20));
+    big.extend(br#"{"accountId": 2, "event": "big"}]"#);
+    let (status, body) = post_gzip(&idp, &big).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("decompressed"), "{body}");
+    // The same events, small enough: stored.
+    let small = br#"[{"accountId": 1, "event": "small"}, {"accountId": 2, "event": "small"}]"#;
+    let (status, body) = post_gzip(&idp, small).await;
+    assert_eq!(status, 200, "{body}");
+    idp.stop().await;
+    let types = common::client()
+        .query(&format!(
+            "SELECT event_type FROM {} FINAL",
+            schema.qualified_table()
+        ))
+        .fetch_all::<String>()
+        .await
+        .unwrap();
+    assert_eq!(types, ["small", "small"]);
 }
