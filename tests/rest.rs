@@ -136,7 +136,12 @@ async fn ten_thousand_requests_arrive_as_ten_thousand_rows() {
 async fn the_idp_killed_mid_run_loses_and_doubles_nothing() {
     let schema = prepare_database!().await;
     let spool = fresh_dir("killed");
-    let port = 65311;
+    // A port free now, for both runs of the IdP: the resource server's URL stays the same.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let first = idp(&schema, port, None).await;
     let base = first.base().to_owned();
     let rs = resource_server(&base, TOKEN, Some(&spool)).await;

@@ -468,7 +468,8 @@ mod tests {
             .with_status(201)
             .with_method(http::Method::POST)
             .with_latency(Duration::from_micros(1500));
-        let body: serde_json::Value = serde_json::from_slice(&encode(&[event.clone()])).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&encode(std::slice::from_ref(&event))).unwrap();
         assert_eq!(
             body,
             serde_json::json!([{
