@@ -99,7 +99,8 @@
 //!     kind        Enum8('inactive' = 1, 'active' = 2),
 //!     last_seen   DateTime,
 //!     round       UInt32,
-//!     step        Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),
+//!     step        Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4,
+//!                       'returning' = 5),
 //!     instance    UUID,
 //!     recorded_at DateTime DEFAULT now()
 //! )
@@ -440,7 +441,8 @@ impl Schema {
                 kind Enum8('inactive' = 1, 'active' = 2),\n    \
                 last_seen DateTime,\n    \
                 round UInt32,\n    \
-                step Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4),\n    \
+                step Enum8('claimed' = 1, 'delivered' = 2, 'failed' = 3, 'recorded' = 4, \
+                    'returning' = 5),\n    \
                 instance UUID,\n    \
                 recorded_at DateTime DEFAULT now()\n\
             )\n\
@@ -597,6 +599,26 @@ impl Schema {
             .query(&self.create_watch_table_sql())
             .execute()
             .await?;
+        // A table made before the `returning` step: add it (a change of metadata only).
+        let step: String = client
+            .query(
+                "SELECT type FROM system.columns \
+                 WHERE database = ? AND table = ? AND name = 'step'",
+            )
+            .bind(&self.database)
+            .bind(self.watch_table())
+            .fetch_one()
+            .await?;
+        if !step.contains("'returning'") {
+            client
+                .query(&format!(
+                    "ALTER TABLE {} MODIFY COLUMN step Enum8('claimed' = 1, 'delivered' = 2, \
+                     'failed' = 3, 'recorded' = 4, 'returning' = 5)",
+                    self.qualified(&self.watch_table())
+                ))
+                .execute()
+                .await?;
+        }
         Ok(())
     }
 

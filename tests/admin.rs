@@ -158,6 +158,7 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
     for uri in [
         "/admin/analytics",
         "/admin/analytics/inactive?days=7",
+        "/admin/analytics/at-risk",
         "/admin/analytics/accounts/1/usage",
     ] {
         let (status, _, body) = get(&app, uri, None).await;
@@ -179,6 +180,41 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
         ])
     );
     assert_eq!(get_json(&app, "/admin/analytics/inactive").await, quiet);
+
+    // At risk: 3 (daily, now silent 8 days), 5 (one event 12 days ago, judged by the fixed
+    // week) and 50 (never active); not 4 (one event 6 days ago), 2 (every other day) or 1.
+    let risk = get_json(&app, "/admin/analytics/at-risk").await;
+    let risk = risk.as_array().unwrap();
+    let mut ids: Vec<u64> = risk
+        .iter()
+        .map(|f| f["accountId"].as_u64().unwrap())
+        .collect();
+    let scores: Vec<f64> = risk.iter().map(|f| f["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{risk:?}");
+    ids.sort_unstable();
+    assert_eq!(ids, [3, 5, 50], "{risk:?}");
+    let find = |id: u64| risk.iter().find(|f| f["accountId"] == id).unwrap();
+    let three = find(3);
+    assert_eq!(three["reason"], "silent");
+    assert_eq!(three["lastSeen"], at(8 * DAY, 30));
+    assert_eq!(three["basis"], "everyDay");
+    assert_eq!(three["usualPeriodDays"], 1);
+    assert!(
+        three["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("usually active every day; silent 8 days"),
+        "{three}"
+    );
+    assert_eq!(find(5)["reason"], "silent");
+    assert_eq!(find(5)["basis"], "fixed");
+    assert_eq!(find(50)["reason"], "neverActive");
+    assert_eq!(find(50)["lastSeen"], serde_json::Value::Null);
+    let one = get_json(&app, "/admin/analytics/at-risk?limit=1").await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_eq!(one[0]["accountId"], risk[0]["accountId"]);
+    let (status, _, body) = get(&app, "/admin/analytics/at-risk?limit=0", Some("admin-demo")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let five = get_json(&app, "/admin/analytics/inactive?days=5").await;
     let ids: Vec<u64> = five
         .as_array()
@@ -377,6 +413,29 @@ async fn admin_page_renders_in_headless_chromium() {
     let active = &dom[active_start..];
     let active = &active[..active.find("</table>").unwrap()];
     assert_eq!(active.matches("class=\"sparkline\"").count(), 5);
+    // The at-risk accounts, each with its activity against its baseline.
+    let risk_start = dom.find("<table id=\"at-risk\"").expect("no at-risk table");
+    let risk = &dom[risk_start..];
+    let risk = &risk[..risk.find("</table>").unwrap()];
+    let mut rows: Vec<&str> = risk
+        .match_indices("<tr data-account=\"")
+        .map(|(i, m)| {
+            let rest = &risk[i + m.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(rows, ["3", "5", "50"], "{risk}");
+    assert!(
+        risk.contains("usually active every day; silent 8 days"),
+        "{risk}"
+    );
+    assert!(
+        risk.contains("signed up 20 days ago and never active"),
+        "{risk}"
+    );
+    assert_eq!(risk.matches("class=\"baseline-chart\"").count(), 3);
+    assert_eq!(risk.matches("class=\"base\"").count(), 3);
     // Markup in an event type is shown, not run.
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt;"));
     assert!(!dom.contains("<script"));

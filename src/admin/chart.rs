@@ -130,6 +130,47 @@ pub(super) fn sparkline(values: Option<&[u64]>, days: u32) -> String {
     svg
 }
 
+/// An account's events per day, one bar a day, against its baseline (a dashed line at
+/// `baseline` events per day; without one, the mean of all days but the last week's).
+pub(super) fn baseline_chart(values: Option<&[u64]>, days: u32, baseline: Option<f64>) -> String {
+    const W: f64 = 210.0;
+    const H: f64 = 36.0;
+    const PAD: f64 = 2.0;
+    let zeros = vec![0; days as usize];
+    let values = values.unwrap_or(&zeros);
+    let n = values.len().max(1);
+    let before = &values[..values.len().saturating_sub(7)];
+    let baseline =
+        baseline.unwrap_or_else(|| before.iter().sum::<u64>() as f64 / before.len().max(1) as f64);
+    let max = (values.iter().copied().max().unwrap_or(0) as f64)
+        .max(baseline)
+        .max(1.0);
+    let step = (W - 2.0 * PAD) / n as f64;
+    let y = |v: f64| H - PAD - v / max * (H - 2.0 * PAD);
+    let total: u64 = values.iter().sum();
+    let mut svg = format!(
+        "<svg class=\"baseline-chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" \
+         role=\"img\" aria-label=\"{total} events in {days} days; baseline {baseline:.1} a day\">",
+    );
+    for (i, v) in values.iter().enumerate() {
+        let top = y(*v as f64);
+        let _ = write!(
+            svg,
+            "<rect class=\"day\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" height=\"{h:.1}\"/>",
+            x = PAD + i as f64 * step,
+            w = (step * 0.8).max(0.5),
+            h = (H - PAD - top).max(0.0),
+        );
+    }
+    let _ = write!(
+        svg,
+        "<line class=\"base\" x1=\"{PAD}\" x2=\"{x2}\" y1=\"{b:.1}\" y2=\"{b:.1}\"/></svg>",
+        x2 = W - PAD,
+        b = y(baseline),
+    );
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

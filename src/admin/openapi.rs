@@ -20,12 +20,13 @@ use super::router::{self, Admin, ErrorBody};
     info(
         title = "idp-analytics admin",
         description = "The read-only admin router's JSON endpoints: usage per account and \
-                       across accounts, and quiet accounts. Paths are relative to where the \
+                       across accounts, quiet accounts and the accounts at risk. Paths are relative to where the \
                        router is nested (such as /admin/analytics). Every request must pass \
                        the application's guard; with admin::bearer, a bearer token."
     ),
     paths(
         router::inactive,
+        router::at_risk,
         router::account_usage,
         router::active,
         router::event_types,

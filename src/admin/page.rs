@@ -13,6 +13,7 @@ use axum::{
 use http::{header, request::Parts};
 
 use crate::{
+    canary::{Finding, Reason},
     error::Result,
     usage::{
         self, AccountActivity, ActiveAccounts, Day, Days, EventTypeCount, InactiveAccount, Period,
@@ -20,7 +21,7 @@ use crate::{
 };
 
 use super::{
-    chart::{chart, sparkline},
+    chart::{baseline_chart, chart, sparkline},
     router::{Admin, Answer, Shared, no_store},
 };
 
@@ -38,6 +39,26 @@ struct Page {
     pub(super) types: Vec<EventTypeCount>,
     /// Events per day of the range, every day, for the accounts listed.
     pub(super) sparklines: HashMap<u64, Vec<u64>>,
+    /// The accounts at risk, highest score first.
+    pub(super) at_risk: Vec<Finding>,
+    /// The days of the at-risk charts: the baseline and the recent window.
+    pub(super) risk_days: Days,
+    /// Events per day of `risk_days`, every day, for the at-risk accounts listed.
+    pub(super) risk_activity: HashMap<u64, Vec<u64>>,
+}
+
+/// Events per day of `days` for each of `ids`, every day of the range.
+async fn dense(admin: &Admin, ids: &[u64], days: Days) -> Result<HashMap<u64, Vec<u64>>> {
+    let mut out = HashMap::new();
+    for account in admin.usage.events_per_day(ids, days).await? {
+        let by_day: HashMap<Day, u64> = account.per_day.iter().map(|d| (d.day, d.events)).collect();
+        let values = days
+            .iter()
+            .map(|d| by_day.get(&d).copied().unwrap_or(0))
+            .collect();
+        out.insert(account.account_id, values);
+    }
+    Ok(out)
 }
 
 pub(super) async fn page(State(admin): Shared, parts: Parts) -> Response {
@@ -81,19 +102,16 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
         admin.usage.top_event_types(days, 10),
     )
     .await?;
+    let mut at_risk = admin.detector.detect(&admin.usage, now, &known).await?;
+    at_risk.truncate(admin.quiet_rows);
+    let risk_days = Days::ending(Day::of(now), admin.detector.charted_days());
+    let risk_ids: Vec<u64> = at_risk.iter().map(|f| f.account_id).collect();
+    let risk_activity = dense(admin, &risk_ids, risk_days).await?;
     let mut ids: Vec<u64> = top.iter().map(|a| a.account_id).collect();
     ids.extend(quiet.iter().take(admin.quiet_rows).map(|a| a.account_id));
     ids.sort_unstable();
     ids.dedup();
-    let mut sparklines = HashMap::new();
-    for account in admin.usage.events_per_day(&ids, days).await? {
-        let by_day: HashMap<Day, u64> = account.per_day.iter().map(|d| (d.day, d.events)).collect();
-        let dense = days
-            .iter()
-            .map(|d| by_day.get(&d).copied().unwrap_or(0))
-            .collect();
-        sparklines.insert(account.account_id, dense);
-    }
+    let sparklines = dense(admin, &ids, days).await?;
     Ok(Page {
         base,
         now,
@@ -105,6 +123,9 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
         top,
         types,
         sparklines,
+        at_risk,
+        risk_days,
+        risk_activity,
     })
 }
 
@@ -138,7 +159,8 @@ th,td{text-align:left;padding:6px 10px 6px 0;border-bottom:1px solid var(--line)
 th{color:var(--muted);font-weight:600;font-size:12px}\
 td.n{text-align:right;font-variant-numeric:tabular-nums;padding-right:18px}\
 a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}\
-.quiet td.age{color:var(--quiet);font-weight:600}\
+.quiet td.age,.risk td.reason{color:var(--quiet);font-weight:600}\
+.baseline-chart .day{fill:var(--accent);opacity:.75}.baseline-chart .base{stroke:var(--quiet);stroke-dasharray:3 2}\
 .sparkline{color:var(--accent);display:block}.quiet .sparkline{color:var(--quiet)}\
 .bar{fill:var(--accent)}.bar:hover{fill:#1e40af}\
 .axis text{fill:var(--muted);font-size:11px}.axis line{stroke:var(--line)}\
@@ -180,6 +202,9 @@ fn render(page: &Page) -> String {
     );
     chart(&mut html, &page.daily);
     html.push_str("</section>");
+
+    // Accounts at risk.
+    render_at_risk(&mut html, page);
 
     // Quiet accounts.
     let _ = write!(
@@ -279,6 +304,44 @@ fn render(page: &Page) -> String {
     html
 }
 
+fn render_at_risk(html: &mut String, page: &Page) {
+    let n = page.risk_days.len();
+    let _ = write!(
+        html,
+        "<section class=\"risk\"><h2>Accounts at risk</h2>\
+         <p class=\"sub\">Each judged against its own rhythm: silent far longer than usual, \
+         declining far below its baseline, or never active. Highest score first; the chart shows \
+         its last {n} days against its baseline.</p>\
+         <table id=\"at-risk\"><thead><tr><th>Account</th><th>Reason</th><th>Why</th>\
+         <th>Last seen</th><th>Score</th><th>Events per day against baseline</th></tr></thead><tbody>",
+    );
+    for f in &page.at_risk {
+        let reason = match f.reason {
+            Reason::Silent => "silent",
+            Reason::Declining => "declining",
+            Reason::NeverActive => "never active",
+        };
+        let last_seen = f
+            .last_seen
+            .map_or_else(|| "<span class=\"none\">never</span>".to_owned(), time_tag);
+        let values = page.risk_activity.get(&f.account_id).map(Vec::as_slice);
+        let _ = write!(
+            html,
+            "<tr data-account=\"{id}\" data-reason=\"{reason}\"><td>{link}</td><td class=\"reason\">{reason}</td>\
+             <td>{why}</td><td>{last_seen}</td><td class=\"n\">{score:.1}</td><td>{chart}</td></tr>",
+            id = f.account_id,
+            link = account_link(page, f.account_id),
+            why = escape(&f.explanation),
+            score = f.score,
+            chart = baseline_chart(values, n, f.baseline_per_day),
+        );
+    }
+    if page.at_risk.is_empty() {
+        html.push_str("<tr><td colspan=\"6\" class=\"none\">No account at risk.</td></tr>");
+    }
+    html.push_str("</tbody></table></section>");
+}
+
 fn account_link(page: &Page, account_id: u64) -> String {
     format!(
         "<a href=\"{base}/accounts/{account_id}/usage?from={from}&amp;to={to}\">{account_id}</a>",
@@ -348,6 +411,22 @@ mod tests {
                 accounts: 1,
             }],
             sparklines: [(1, vec![5, 0, 7])].into(),
+            at_risk: vec![
+                {
+                    let mut f = Finding::new(
+                        12,
+                        Reason::Declining,
+                        "60 events/day before, <b>3</b>/day now".into(),
+                        5.0,
+                    );
+                    f.baseline_per_day = Some(60.0);
+                    f.last_seen = Some(last.start());
+                    f
+                },
+                Finding::new(13, Reason::NeverActive, "never".into(), 2.0),
+            ],
+            risk_days: days,
+            risk_activity: [(12, vec![60, 55, 3])].into(),
         }
     }
 
@@ -369,6 +448,12 @@ mod tests {
         assert_eq!(html.matches("class=\"sparkline\"").count(), 3);
         assert!(html.contains("aria-label=\"12 events in 3 days, at most 7 a day\""));
         assert!(html.contains("aria-label=\"0 events in 3 days, at most 0 a day\""));
+        // The at-risk list, its reasons escaped, each with its chart against its baseline.
+        assert!(html.contains("<tr data-account=\"12\" data-reason=\"declining\">"));
+        assert!(html.contains("60 events/day before, &lt;b&gt;3&lt;/b&gt;/day now"));
+        assert!(html.contains("<tr data-account=\"13\" data-reason=\"never active\">"));
+        assert_eq!(html.matches("class=\"baseline-chart\"").count(), 2);
+        assert!(html.contains("aria-label=\"118 events in 3 days; baseline 60.0 a day\""));
         // Nothing to fetch: no URL, no source, no script.
         assert!(!html.contains("http") && !html.contains("src="));
     }

@@ -18,10 +18,14 @@ use serde::Serialize;
 
 #[cfg(feature = "openapi")]
 #[allow(unused_imports)]
+use crate::canary::Finding;
+#[cfg(feature = "openapi")]
+#[allow(unused_imports)]
 use crate::usage::{
     AccountActivity, AccountUsage, ActiveAccounts, EventTypeCount, InactiveAccount,
 };
 use crate::{
+    canary::Detector,
     error::{Error, Result},
     usage::{Day, Days, KnownAccount, KnownAccounts, Period, Usage},
 };
@@ -39,6 +43,7 @@ pub struct Admin {
     pub(super) quiet_after: Duration,
     pub(super) top_accounts: u64,
     pub(super) quiet_rows: usize,
+    pub(super) detector: Detector,
 }
 
 impl std::fmt::Debug for Admin {
@@ -84,6 +89,7 @@ impl Admin {
             quiet_after: Duration::from_secs(7 * 86_400),
             top_accounts: 20,
             quiet_rows: 100,
+            detector: Detector::default(),
         }
     }
 
@@ -121,6 +127,13 @@ impl Admin {
         self
     }
 
+    /// The detector behind `GET /at-risk` and the page's at-risk list.
+    /// Default: [`Detector::default`].
+    pub fn with_detector(mut self, detector: Detector) -> Self {
+        self.detector = detector;
+        self
+    }
+
     /// The router, to mount with [`Router::nest`] into the application's router, whatever
     /// its state.
     pub fn into_router<S>(self) -> Router<S>
@@ -131,6 +144,7 @@ impl Admin {
         let router = Router::new()
             .route("/", get(page))
             .route("/inactive", get(inactive))
+            .route("/at-risk", get(at_risk))
             .route("/accounts", get(accounts))
             .route("/accounts/{id}/usage", get(account_usage))
             .route("/active", get(active))
@@ -298,6 +312,39 @@ pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) ->
         let since = SystemTime::now() - Duration::from_secs(days * 86_400);
         let known = admin.known().await?;
         admin.usage.inactive_accounts(since, &known).await
+    }
+    .await;
+    result.into()
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/at-risk",
+    summary = "The accounts at risk now, highest score first",
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100000,
+            description = "At most this many; default: 1000."),
+    ),
+    responses(
+        (status = 200, description = "The findings: each account, its reason (silent, declining or neverActive), its explanation and the numbers behind it.", body = [Finding]),
+        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
+        (status = 401, description = "The guard refused the request."),
+        (status = 500, description = "The query failed.", body = ErrorBody),
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+    ),
+    security(("bearer" = [])),
+))]
+pub(super) async fn at_risk(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+    let result = async {
+        let limit = Params::new(query).number("limit", 1000, 1..=100_000)?;
+        let known = admin.known().await?;
+        let mut findings = admin
+            .detector
+            .detect(&admin.usage, SystemTime::now(), &known)
+            .await?;
+        findings.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(findings)
     }
     .await;
     result.into()

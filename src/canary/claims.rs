@@ -25,6 +25,8 @@ pub(super) enum Step {
     Failed = 3,
     /// Taken note of without notifying (an account back while "back" is not notified).
     Recorded = 4,
+    /// An account active again, whose recovery window starts.
+    Returning = 5,
 }
 
 /// One account crossing into `kind`, for the quiet period after its event at `last_seen`
@@ -68,6 +70,10 @@ pub(super) struct Record {
     pub(super) delivered: bool,
     /// The latest round claimed, when it was first claimed, and whether it failed.
     pub(super) round: Option<(u32, u32, bool)>,
+    /// When it was delivered (the latest delivery, server time).
+    pub(super) delivered_at: Option<u32>,
+    /// When the account was first seen active again (a "back" transition only).
+    pub(super) returning_at: Option<u32>,
 }
 
 /// The transitions of each account, in order.
@@ -93,6 +99,14 @@ pub(super) fn history(rows: &[LogRow]) -> History {
             s if s == Step::Delivered as i8 => {
                 record.done = true;
                 record.delivered = true;
+                record.delivered_at = record.delivered_at.max(Some(row.recorded_at));
+            }
+            s if s == Step::Returning as i8 => {
+                record.returning_at = Some(
+                    record
+                        .returning_at
+                        .map_or(row.recorded_at, |at| at.min(row.recorded_at)),
+                );
             }
             s if s == Step::Recorded as i8 => record.done = true,
             s if s == Step::Claimed as i8 => {
@@ -135,6 +149,119 @@ pub(super) enum Plan {
     Claim(Transition, u32),
     /// Take note of the transition without notifying.
     Record(Transition),
+    /// Note that the account is active again: its recovery window starts.
+    Note(Transition),
+}
+
+/// The fatigue controls of a watch.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Fatigue {
+    /// At most one notification per account in this time.
+    pub(super) min_interval: Duration,
+    /// How long an account stays active before it is back.
+    pub(super) recovery: Duration,
+}
+
+/// The plan for one account, as [`plan`], with the fatigue controls: a new notification
+/// within `min_interval` of the account's last one waits.
+pub(super) fn plan_with(
+    account_id: u64,
+    history: Option<&BTreeMap<(u32, Kind), Record>>,
+    now: Observation,
+    server_now: u32,
+    claim_timeout: Duration,
+    notify_back: bool,
+    fatigue: Fatigue,
+) -> Option<Plan> {
+    let planned = if fatigue.recovery.is_zero() {
+        plan(
+            account_id,
+            history,
+            now,
+            server_now,
+            claim_timeout,
+            notify_back,
+        )
+    } else {
+        recovering(
+            account_id,
+            history,
+            now,
+            server_now,
+            notify_back,
+            fatigue.recovery,
+        )
+        .unwrap_or_else(|| {
+            plan(
+                account_id,
+                history,
+                now,
+                server_now,
+                claim_timeout,
+                notify_back,
+            )
+        })
+    };
+    if let Some(Plan::Claim(_, 0)) = planned {
+        let last = history
+            .into_iter()
+            .flat_map(|h| h.values())
+            .filter_map(|r| r.delivered_at)
+            .max();
+        if let Some(last) = last
+            && u64::from(server_now.saturating_sub(last)) < fatigue.min_interval.as_secs()
+        {
+            return None;
+        }
+    }
+    planned
+}
+
+/// The plan while an account recovers (`Some(None)`: nothing to do yet), or `None` to plan
+/// as without a recovery window.
+#[allow(clippy::option_option)]
+fn recovering(
+    account_id: u64,
+    history: Option<&BTreeMap<(u32, Kind), Record>>,
+    now: Observation,
+    server_now: u32,
+    notify_back: bool,
+    recovery: Duration,
+) -> Option<Option<Plan>> {
+    let history = history?;
+    let ((l0, kind), record) = history.iter().next_back()?;
+    let back = Transition {
+        account_id,
+        last_seen: *l0,
+        kind: Kind::Active,
+    };
+    match (now, kind) {
+        // Active again after a quiet period: the recovery window starts.
+        (Observation::Active, Kind::Inactive) => Some(Some(Plan::Note(back))),
+        (_, Kind::Active) if !record.done && record.round.is_none() => {
+            let returning = record.returning_at?;
+            match now {
+                // Quiet again within its recovery window: the same quiet period.
+                Observation::Quiet { .. } => Some(None),
+                Observation::Active
+                    if u64::from(server_now.saturating_sub(returning)) < recovery.as_secs() =>
+                {
+                    Some(None)
+                }
+                Observation::Active => {
+                    let told = history
+                        .get(&(*l0, Kind::Inactive))
+                        .is_some_and(|r| r.delivered);
+                    Some(Some(if told && notify_back {
+                        Plan::Claim(back, 0)
+                    } else {
+                        Plan::Record(back)
+                    }))
+                }
+            }
+        }
+        _ => None,
+    }
 }
 
 /// The plan for one account, given its history, what it looks like now, and the server's
@@ -218,6 +345,80 @@ mod tests {
             instance: Uuid::nil(),
             recorded_at: at,
         }
+    }
+
+    fn fatigued(
+        rows: &[LogRow],
+        now: Observation,
+        server_now: u32,
+        back: bool,
+        fatigue: Fatigue,
+    ) -> Option<Plan> {
+        let h = history(rows);
+        plan_with(1, h.get(&1), now, server_now, HOUR, back, fatigue)
+    }
+
+    #[test]
+    fn canary_at_most_one_notification_per_interval() {
+        let fatigue = Fatigue {
+            min_interval: 24 * HOUR,
+            recovery: Duration::ZERO,
+        };
+        // Told it went quiet, then back (recorded), and quiet again an hour later.
+        let rows = [
+            row(1, Kind::Inactive, 100, 0, Step::Claimed, 1000),
+            row(1, Kind::Inactive, 100, 0, Step::Delivered, 1001),
+            row(1, Kind::Active, 100, 0, Step::Recorded, 2000),
+        ];
+        let quiet = Observation::Quiet { last_seen: 1500 };
+        assert_eq!(fatigued(&rows, quiet, 4600, false, fatigue), None);
+        assert_eq!(
+            fatigued(&rows, quiet, 1001 + 86_400, false, fatigue),
+            Some(Plan::Claim(t(1500, Kind::Inactive), 0))
+        );
+        // Without the control, at once.
+        assert_eq!(
+            fatigued(&rows, quiet, 4600, false, Fatigue::default()),
+            Some(Plan::Claim(t(1500, Kind::Inactive), 0))
+        );
+    }
+
+    #[test]
+    fn canary_back_only_after_the_recovery_window() {
+        let fatigue = Fatigue {
+            min_interval: Duration::ZERO,
+            recovery: 2 * HOUR,
+        };
+        let told = vec![
+            row(1, Kind::Inactive, 100, 0, Step::Claimed, 1000),
+            row(1, Kind::Inactive, 100, 0, Step::Delivered, 1001),
+        ];
+        let active = Observation::Active;
+        assert_eq!(
+            fatigued(&told, active, 5000, true, fatigue),
+            Some(Plan::Note(t(100, Kind::Active)))
+        );
+        let mut returning = told.clone();
+        returning.push(row(1, Kind::Active, 100, 0, Step::Returning, 5000));
+        // Within the window: nothing; quiet again within it: the same quiet period.
+        assert_eq!(
+            fatigued(&returning, active, 5000 + 7199, true, fatigue),
+            None
+        );
+        let quiet = Observation::Quiet { last_seen: 5100 };
+        assert_eq!(fatigued(&returning, quiet, 9000, true, fatigue), None);
+        // Past it: back, notified or noted.
+        assert_eq!(
+            fatigued(&returning, active, 5000 + 7200, true, fatigue),
+            Some(Plan::Claim(t(100, Kind::Active), 0))
+        );
+        assert_eq!(
+            fatigued(&returning, active, 5000 + 7200, false, fatigue),
+            Some(Plan::Record(t(100, Kind::Active)))
+        );
+        // Once claimed, as without a window.
+        returning.push(row(1, Kind::Active, 100, 0, Step::Claimed, 12_300));
+        assert_eq!(fatigued(&returning, active, 12_400, true, fatigue), None);
     }
 
     fn plan_for(rows: &[LogRow], now: Observation, server_now: u32, back: bool) -> Option<Plan> {

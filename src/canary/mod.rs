@@ -1,4 +1,31 @@
-//! The inactivity watch: be told once when an account goes quiet, and once when it comes back.
+//! Detectors and the inactivity watch: find the accounts going quiet, judged against their
+//! own rhythm, and be told once when an account goes quiet, and once when it comes back.
+//!
+//! # Detectors
+//!
+//! A [`Detector`] finds, at any evaluation time, the accounts at risk and why
+//! ([`Finding`], [`Reason`]): *silent* far longer than the account's own rhythm (weekday-aware,
+//! with a floor, and the fixed threshold for accounts with too little history), *declining*
+//! far below its own baseline, or *never active*. Everything is summed up in ClickHouse from
+//! the daily rollup ([`Usage::rhythms`](crate::usage::Usage::rhythms)); only one row per
+//! account is streamed, and only findings are kept. [`Detector::fixed`] is the plain
+//! fixed threshold.
+//!
+//! ```no_run
+//! use std::time::SystemTime;
+//! use idp_analytics::{canary::Detector, schema::Schema, usage::Usage};
+//!
+//! # async fn run() -> idp_analytics::Result<()> {
+//! let client = clickhouse::Client::default().with_url("http://127.0.0.1:8123");
+//! let usage = Usage::new(client, Schema::default());
+//! for finding in Detector::default().detect(&usage, SystemTime::now(), &[]).await? {
+//!     println!("account {}: {}", finding.account_id, finding.explanation);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The watch
 //!
 //! An [`InactivityWatch`] checks every [interval](WatchBuilder::with_check_interval) for
 //! accounts whose last event is older than its [threshold](WatchBuilder::with_threshold)
@@ -62,19 +89,28 @@
 //! [`with_notify_back`](WatchBuilder::with_notify_back), so its next quiet period is
 //! notified again.
 //!
-//! The first check of a new watch notifies every account that is quiet at that moment.
+//! The first check of a new watch notifies every account that is quiet at that moment; with
+//! a [digest](WatchBuilder::with_digest), a check that would deliver more than its limit
+//! sends one [`Digest`] instead. [`with_detector`](WatchBuilder::with_detector) judges
+//! accounts by a [`Detector`] instead of the fixed threshold;
+//! [`with_min_interval`](WatchBuilder::with_min_interval) allows at most one notification
+//! per account per interval, and [`with_recovery`](WatchBuilder::with_recovery) makes an
+//! account stay active a while before it is back. Both are decided from the watch's log,
+//! so they hold across restarts and instances.
 //!
 //! Each check reads every account's last event from the rollup (its small `last_seen`
-//! column, not the event ids) and the watch's own rows, and writes a few rows per
-//! notification.
+//! column, not the event ids), or the detector's findings, and of the watch's own rows only
+//! those of each account's latest quiet period, and writes a few rows per notification.
 
 mod claims;
+mod detect;
 mod notification;
 mod notifier;
 mod watch;
 mod webhook;
 
-pub use notification::{Notification, NotificationKind};
-pub use notifier::{Notifier, NotifyFuture};
+pub use detect::{Basis, Detector, Finding, Reason};
+pub use notification::{Digest, Notification, NotificationKind};
+pub use notifier::{DigestNotifier, Notifier, NotifyFuture};
 pub use watch::{CheckReport, InactivityWatch, WatchBuilder, WatchHandle};
 pub use webhook::{WebhookBuilder, WebhookNotifier};

@@ -59,12 +59,96 @@ pub struct Notification {
     pub threshold: Duration,
     /// When the watch noticed.
     pub detected_at: SystemTime,
+    /// The reason in words and numbers, from the watch's
+    /// [detector](super::WatchBuilder::with_detector); `None` without one.
+    pub explanation: Option<String>,
+}
+
+/// Many notifications in one message: what a check found when it found more than the
+/// watch's [flood limit](super::WatchBuilder::with_digest). As JSON:
+/// `{"watch", "detectedAt", "inactive": n, "active": n, "text", "notifications": [...]}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Digest {
+    /// The name of the watch.
+    pub watch: String,
+    /// When the watch noticed.
+    pub detected_at: SystemTime,
+    /// The notifications, by account id.
+    pub notifications: Vec<Notification>,
+}
+
+impl Digest {
+    /// A sentence saying what happened, for a message's text.
+    pub fn message(&self) -> String {
+        let (inactive, active) = self.counts();
+        let accounts = |n: usize| {
+            if n == 1 {
+                "1 account".to_owned()
+            } else {
+                format!("{n} accounts")
+            }
+        };
+        format!(
+            "{} went quiet and {} came back ({} watch, {}).",
+            accounts(inactive),
+            accounts(active),
+            self.watch,
+            usage::rfc3339(self.detected_at),
+        )
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let inactive = self
+            .notifications
+            .iter()
+            .filter(|n| n.kind == NotificationKind::Inactive)
+            .count();
+        (inactive, self.notifications.len() - inactive)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct DigestJson<'a> {
+            watch: &'a str,
+            detected_at: String,
+            inactive: usize,
+            active: usize,
+            text: String,
+            notifications: &'a [Notification],
+        }
+        let (inactive, active) = self.counts();
+        DigestJson {
+            watch: &self.watch,
+            detected_at: usage::rfc3339(self.detected_at),
+            inactive,
+            active,
+            text: self.message(),
+            notifications: &self.notifications,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Notification {
     /// A sentence saying what happened, for a message's text.
     pub fn message(&self) -> String {
         let threshold = days_text(self.threshold);
+        if let (NotificationKind::Inactive, Some(why)) = (self.kind, &self.explanation) {
+            return format!("Account {} is at risk: {why}.", self.account_id);
+        }
         match (self.kind, self.last_seen, self.signed_up) {
             (NotificationKind::Inactive, Some(last), _) => format!(
                 "Account {} has been inactive for {}: last seen {} (threshold {threshold}).",
@@ -112,6 +196,7 @@ struct NotificationJson<'a> {
     pub(super) signed_up: Option<String>,
     threshold_seconds: u64,
     pub(super) detected_at: String,
+    pub(super) explanation: Option<&'a str>,
     pub(super) text: String,
 }
 
@@ -129,6 +214,7 @@ impl Serialize for Notification {
             signed_up: self.signed_up.map(usage::rfc3339),
             threshold_seconds: self.threshold.as_secs(),
             detected_at: usage::rfc3339(self.detected_at),
+            explanation: self.explanation.as_deref(),
             text: self.message(),
         }
         .serialize(serializer)
@@ -166,6 +252,7 @@ mod tests {
             signed_up: None,
             threshold: Duration::from_secs(7 * day),
             detected_at: UNIX_EPOCH + Duration::from_secs(1_714_557_600 + 8 * day + 5),
+            explanation: None,
         };
         assert_eq!(
             n.to_string(),

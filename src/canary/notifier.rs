@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 #[cfg(doc)]
 use super::WebhookNotifier;
-use super::notification::Notification;
+use super::notification::{Digest, Notification};
 use crate::error::BoxError;
 
 /// The future a [`Notifier`] returns.
@@ -42,5 +42,27 @@ impl Notifier for Arc<dyn Notifier> {
 impl Notifier for Box<dyn Notifier> {
     fn notify(&self, notification: Notification) -> NotifyFuture {
         (**self).notify(notification)
+    }
+}
+
+/// Delivers a [`Digest`]: many notifications in one message. Implemented for closures
+/// `Fn(Digest) -> impl Future<Output = Result<(), E>>`.
+///
+/// An error means the digest was not delivered: each of its notifications is recorded as
+/// failed and tried again at the next check.
+pub trait DigestNotifier: Send + Sync + 'static {
+    /// Delivers one digest.
+    fn notify_digest(&self, digest: Digest) -> NotifyFuture;
+}
+
+impl<F, Fut, E> DigestNotifier for F
+where
+    F: Fn(Digest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    fn notify_digest(&self, digest: Digest) -> NotifyFuture {
+        let fut = self(digest);
+        Box::pin(async move { fut.await.map_err(Into::into) })
     }
 }

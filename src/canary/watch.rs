@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use super::{
     claims::{
-        Kind, LogInsert, LogRow, Observation, Plan, Step, Transition, history, kind_of, plan,
+        Fatigue, Kind, LogInsert, LogRow, Observation, Plan, Step, Transition, history, kind_of,
+        plan_with,
     },
-    notification::{Notification, NotificationKind},
-    notifier::Notifier,
+    detect::{Detector, Reason},
+    notification::{Digest, Notification, NotificationKind},
+    notifier::{DigestNotifier, Notifier},
 };
 use crate::{
     error::{Error, Result},
@@ -44,6 +46,9 @@ struct Inner {
     settle: Duration,
     claim_timeout: Duration,
     concurrency: usize,
+    detector: Option<Detector>,
+    fatigue: Fatigue,
+    digest: Option<(usize, Arc<dyn DigestNotifier>)>,
     /// This watch's claims carry it.
     instance: Uuid,
     prepared: tokio::sync::OnceCell<()>,
@@ -77,6 +82,9 @@ pub struct WatchBuilder {
     settle: Duration,
     claim_timeout: Duration,
     concurrency: usize,
+    detector: Option<Detector>,
+    fatigue: Fatigue,
+    digest: Option<(usize, Arc<dyn DigestNotifier>)>,
 }
 
 impl fmt::Debug for WatchBuilder {
@@ -141,6 +149,41 @@ impl WatchBuilder {
         self
     }
 
+    /// Judge accounts with `detector` instead of the fixed [threshold](Self::with_threshold):
+    /// an account is quiet while the detector finds it silent or never active, each
+    /// notification carries the detector's explanation, and the detector's fixed threshold
+    /// replaces the watch's. Declining accounts are listed by the admin router, not
+    /// notified. Default: none, the fixed threshold.
+    pub fn with_detector(mut self, detector: Detector) -> Self {
+        self.threshold = detector.fixed_threshold();
+        self.detector = Some(detector);
+        self
+    }
+
+    /// At most one notification per account in this time: a transition that comes sooner
+    /// after the account's last notification waits, and is notified once the time has
+    /// passed if the account is still in that state. Default: zero, no limit.
+    pub fn with_min_interval(mut self, interval: Duration) -> Self {
+        self.fatigue.min_interval = interval;
+        self
+    }
+
+    /// How long an account reported quiet must stay active before it is back: a burst of
+    /// activity shorter than this that ends in silence again continues the same quiet
+    /// period, without a notification. Default: zero, back at its first event.
+    pub fn with_recovery(mut self, recovery: Duration) -> Self {
+        self.fatigue.recovery = recovery;
+        self
+    }
+
+    /// When one check would deliver more than `limit` notifications (the first check over
+    /// thousands of quiet accounts, say), send them as one [`Digest`] through `notifier`
+    /// instead. Default: none; every notification goes out on its own.
+    pub fn with_digest(mut self, limit: usize, notifier: impl DigestNotifier) -> Self {
+        self.digest = Some((limit, Arc::new(notifier)));
+        self
+    }
+
     /// How many notifications are delivered at once. Default: 8.
     pub fn with_concurrency(mut self, notifications: usize) -> Self {
         self.concurrency = notifications;
@@ -181,6 +224,9 @@ impl WatchBuilder {
                 settle: self.settle,
                 claim_timeout: self.claim_timeout,
                 concurrency: self.concurrency,
+                detector: self.detector,
+                fatigue: self.fatigue,
+                digest: self.digest,
                 instance: Uuid::new_v4(),
                 prepared: tokio::sync::OnceCell::new(),
                 checking: tokio::sync::Mutex::new(()),
@@ -248,6 +294,9 @@ impl InactivityWatch {
             settle: Duration::from_secs(2),
             claim_timeout: Duration::from_secs(15 * 60),
             concurrency: 8,
+            detector: None,
+            fatigue: Fatigue::default(),
+            digest: None,
         }
     }
 
@@ -283,15 +332,21 @@ impl InactivityWatch {
             .map(|_| ())
     }
 
+    /// The log rows of each account's latest quiet period (the open transitions and the one
+    /// that closed it), not the whole log.
     async fn read_log(&self) -> Result<Vec<LogRow>> {
         Ok(self
             .client()
             .query(&format!(
                 "SELECT account_id, kind, toUInt32(last_seen), round, step, instance, \
-                 toUInt32(recorded_at) FROM {} WHERE watch = ? \
+                 toUInt32(recorded_at) FROM {log} WHERE watch = ? \
+                 AND (account_id, last_seen) IN \
+                     (SELECT account_id, max(last_seen) FROM {log} WHERE watch = ? \
+                      GROUP BY account_id) \
                  ORDER BY account_id, last_seen, kind, round",
-                self.schema().qualified(&self.schema().watch_table())
+                log = self.schema().qualified(&self.schema().watch_table())
             ))
+            .bind(&self.inner.name)
             .bind(&self.inner.name)
             .fetch_all()
             .await?)
@@ -339,22 +394,48 @@ impl InactivityWatch {
                 .map_err(Error::KnownAccounts)?,
             None => Vec::new(),
         };
-        let seen = inner.usage.last_seen().await?;
-        let inactive = usage::inactive(&seen, since, &known);
-        let signed_up: HashMap<u64, SystemTime> =
-            known.iter().map(|k| (k.account_id, k.signed_up)).collect();
         let server_now: u32 = self
             .client()
             .query("SELECT toUInt32(now())")
             .fetch_one()
             .await?;
         let history = history(&self.read_log().await?);
+        let signed_up: HashMap<u64, SystemTime> =
+            known.iter().map(|k| (k.account_id, k.signed_up)).collect();
+        let mut explanations: HashMap<u64, String> = HashMap::new();
+        // The quiet accounts with their last event, and the last events the check needs.
+        let (quiet, seen): (Vec<Quiet>, HashMap<u64, SystemTime>) = match &inner.detector {
+            None => {
+                let seen = inner.usage.last_seen().await?;
+                let quiet = usage::inactive(&seen, since, &known)
+                    .into_iter()
+                    .map(|a| (a.account_id, a.last_seen))
+                    .collect();
+                (quiet, seen)
+            }
+            Some(detector) => {
+                let mut quiet = Vec::new();
+                for f in detector.detect(&inner.usage, now, &known).await? {
+                    if matches!(f.reason, Reason::Silent | Reason::NeverActive) {
+                        quiet.push((f.account_id, f.last_seen));
+                        explanations.insert(f.account_id, f.explanation);
+                    }
+                }
+                // The accounts with a history and not quiet: active if they had events.
+                let others: Vec<u64> = history
+                    .keys()
+                    .filter(|a| !explanations.contains_key(a))
+                    .copied()
+                    .collect();
+                (quiet, inner.usage.last_seen_of(&others).await?)
+            }
+        };
 
-        let mut observed: BTreeMap<u64, Observation> = inactive
+        let mut observed: BTreeMap<u64, Observation> = quiet
             .iter()
-            .map(|a| {
-                let last_seen = a.last_seen.map_or(0, seconds);
-                (a.account_id, Observation::Quiet { last_seen })
+            .map(|(account, last_seen)| {
+                let last_seen = last_seen.map_or(0, seconds);
+                (*account, Observation::Quiet { last_seen })
             })
             .collect();
         for account in history.keys() {
@@ -365,18 +446,19 @@ impl InactivityWatch {
         let plans: Vec<Plan> = observed
             .iter()
             .filter_map(|(account, obs)| {
-                plan(
+                plan_with(
                     *account,
                     history.get(account),
                     *obs,
                     server_now,
                     inner.claim_timeout,
                     inner.notify_back,
+                    inner.fatigue,
                 )
             })
             .collect();
         let mut report = CheckReport {
-            inactive: inactive.len(),
+            inactive: quiet.len(),
             ..CheckReport::default()
         };
         let writes: Vec<(Transition, u32, Step)> = plans
@@ -384,6 +466,7 @@ impl InactivityWatch {
             .map(|p| match *p {
                 Plan::Claim(t, round) => (t, round, Step::Claimed),
                 Plan::Record(t) => (t, 0, Step::Recorded),
+                Plan::Note(t) => (t, 0, Step::Returning),
             })
             .collect();
         self.write_log(&writes).await?;
@@ -391,7 +474,7 @@ impl InactivityWatch {
             .iter()
             .filter_map(|p| match *p {
                 Plan::Claim(t, round) => Some((t, round)),
-                Plan::Record(_) => None,
+                Plan::Record(_) | Plan::Note(_) => None,
             })
             .collect();
         if claims.is_empty() {
@@ -429,34 +512,71 @@ impl InactivityWatch {
             }
         }
 
-        let notifications = mine.into_iter().map(|(t, round)| {
-            let seen_at = |s: u32| (s > 0).then(|| UNIX_EPOCH + Duration::from_secs(s.into()));
-            let notification = Notification {
-                kind: match t.kind {
-                    Kind::Inactive => NotificationKind::Inactive,
-                    Kind::Active => NotificationKind::Active,
-                },
-                watch: inner.name.clone(),
-                account_id: t.account_id,
-                last_seen: match t.kind {
-                    Kind::Inactive => seen_at(t.last_seen),
-                    Kind::Active => seen.get(&t.account_id).copied(),
-                },
-                inactive_since: seen_at(t.last_seen),
-                signed_up: signed_up.get(&t.account_id).copied(),
-                threshold: inner.threshold,
-                detected_at: now,
-            };
-            let notifier = inner.notifier.clone();
-            async move {
-                let outcome = notifier.notify(notification.clone()).await;
-                (t, round, notification, outcome)
+        let notifications: Vec<(Transition, u32, Notification)> = mine
+            .into_iter()
+            .map(|(t, round)| {
+                let seen_at = |s: u32| (s > 0).then(|| UNIX_EPOCH + Duration::from_secs(s.into()));
+                let notification = Notification {
+                    kind: match t.kind {
+                        Kind::Inactive => NotificationKind::Inactive,
+                        Kind::Active => NotificationKind::Active,
+                    },
+                    watch: inner.name.clone(),
+                    account_id: t.account_id,
+                    last_seen: match t.kind {
+                        Kind::Inactive => seen_at(t.last_seen),
+                        Kind::Active => seen.get(&t.account_id).copied(),
+                    },
+                    inactive_since: seen_at(t.last_seen),
+                    signed_up: signed_up.get(&t.account_id).copied(),
+                    threshold: inner.threshold,
+                    detected_at: now,
+                    explanation: match t.kind {
+                        Kind::Inactive => explanations.get(&t.account_id).cloned(),
+                        Kind::Active => None,
+                    },
+                };
+                (t, round, notification)
+            })
+            .collect();
+        let outcomes: Vec<_> = match &inner.digest {
+            // Too many at once: one digest, whose outcome is each notification's.
+            Some((limit, digest)) if notifications.len() > *limit => {
+                let digest_of = Digest {
+                    watch: inner.name.clone(),
+                    detected_at: now,
+                    notifications: notifications.iter().map(|(_, _, n)| n.clone()).collect(),
+                };
+                tracing::info!(
+                    watch = %inner.name,
+                    notifications = notifications.len(),
+                    "more notifications than the digest limit: sending one digest"
+                );
+                let outcome = digest
+                    .notify_digest(digest_of)
+                    .await
+                    .map_err(|e| e.to_string());
+                notifications
+                    .into_iter()
+                    .map(|(t, round, n)| (t, round, n, outcome.clone()))
+                    .collect()
             }
-        });
-        let outcomes: Vec<_> = futures::stream::iter(notifications)
-            .buffer_unordered(inner.concurrency)
-            .collect()
-            .await;
+            _ => {
+                futures::stream::iter(notifications.into_iter().map(|(t, round, notification)| {
+                    let notifier = inner.notifier.clone();
+                    async move {
+                        let outcome = notifier
+                            .notify(notification.clone())
+                            .await
+                            .map_err(|e| e.to_string());
+                        (t, round, notification, outcome)
+                    }
+                }))
+                .buffer_unordered(inner.concurrency)
+                .collect()
+                .await
+            }
+        };
         let mut steps = Vec::with_capacity(outcomes.len());
         for (t, round, notification, outcome) in outcomes {
             match outcome {
@@ -552,6 +672,9 @@ impl InactivityWatch {
         }
     }
 }
+
+/// A quiet account and its last event (`None`: it never had one).
+type Quiet = (u64, Option<SystemTime>);
 
 pub(super) fn seconds(time: SystemTime) -> u32 {
     time.duration_since(UNIX_EPOCH)

@@ -267,7 +267,7 @@ pub(crate) fn serialize_rfc3339<S: Serializer>(
     serializer.serialize_str(&rfc3339(*time))
 }
 
-pub(super) fn rfc3339_option<S: Serializer>(
+pub(crate) fn rfc3339_option<S: Serializer>(
     time: &Option<SystemTime>,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {

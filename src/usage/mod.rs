@@ -48,14 +48,16 @@
 
 mod day;
 mod query;
+mod rhythm;
 mod types;
 
 pub use day::{Day, Days};
 pub use query::Usage;
+pub use rhythm::{CHUNK_ACCOUNTS, Gaps, Rhythm, RhythmWindow, Rhythms};
 pub use types::{
     AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
     InactiveAccount, KnownAccount, KnownAccounts, KnownAccountsFuture, Period, ReadFrom,
 };
 
-pub(crate) use day::rfc3339;
+pub(crate) use day::{rfc3339, rfc3339_option as serialize_rfc3339_option};
 pub(crate) use query::inactive;

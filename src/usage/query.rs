@@ -50,7 +50,7 @@ impl fmt::Debug for Usage {
 }
 
 /// Where one query reads, and the expressions that differ between the two tables.
-struct Source {
+pub(super) struct Source {
     pub(super) table: String,
     pub(super) rollup: bool,
 }
@@ -72,7 +72,7 @@ impl Source {
         }
     }
 
-    fn last(&self) -> &'static str {
+    pub(super) fn last(&self) -> &'static str {
         if self.rollup {
             "maxMerge(last_seen)"
         } else {
@@ -80,7 +80,27 @@ impl Source {
         }
     }
 
-    fn day(&self) -> &'static str {
+    /// The day as a column named `day`.
+    pub(super) fn day_as(&self) -> &'static str {
+        if self.rollup {
+            "day"
+        } else {
+            "toDate(inserted_at, 'UTC') AS day"
+        }
+    }
+
+    /// Events of the rows where `condition` holds. From the rollup, the sum of each row's
+    /// distinct events: cheaper than merging the sets, and the same once the rollup's parts
+    /// are merged (until then, an event written twice by a retried insert counts twice).
+    pub(super) fn count_if(&self, condition: &str) -> String {
+        if self.rollup {
+            format!("sumIf(finalizeAggregation(events), {condition})")
+        } else {
+            format!("uniqExactIf(event_id, {condition})")
+        }
+    }
+
+    pub(super) fn day(&self) -> &'static str {
         if self.rollup {
             "day"
         } else {
@@ -190,7 +210,7 @@ impl Usage {
         self.read_from
     }
 
-    async fn source(&self) -> Result<Source> {
+    pub(super) async fn source(&self) -> Result<Source> {
         if !self.table_seen.load(Ordering::Acquire) {
             // A writer that started a moment ago may not have created it yet.
             if !self
@@ -433,6 +453,33 @@ impl Usage {
             .client
             .query(&format!(
                 "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
+                last = src.last(),
+                table = src.table,
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.account_id, unix(r.last)))
+            .collect())
+    }
+
+    /// The last event ever of each of `accounts` that had one.
+    pub async fn last_seen_of(&self, accounts: &[u64]) -> Result<HashMap<u64, SystemTime>> {
+        if accounts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let src = self.source().await?;
+        let ids = accounts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<LastSeenRow> = self
+            .client
+            .query(&format!(
+                "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
+                 GROUP BY account_id",
                 last = src.last(),
                 table = src.table,
             ))

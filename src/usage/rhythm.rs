@@ -1,0 +1,343 @@
+//! Each account's rhythm at a moment: its active days, the gaps between them, and its recent
+//! volume against its baseline, summed up in ClickHouse from the daily rollup.
+
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::{
+    day::{Day, ceil_seconds, unix},
+    query::Usage,
+};
+use crate::error::{Error, Result};
+
+/// The windows and the quantile of [`Usage::rhythms`].
+///
+/// Days are whole UTC days before the day of the evaluation time `at` (the day of `at` is
+/// only partly over): the *recent* window is the last [`recent_days`](Self::recent_days)
+/// of them, the *baseline* the [`baseline_days`](Self::baseline_days) before it, the
+/// *history* the last [`history_days`](Self::history_days), in which gaps are measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RhythmWindow {
+    /// The evaluation time: events after it are not counted (a replay steps it day by day).
+    pub at: SystemTime,
+    /// Days of history in which gaps between active days are measured. Default: 90.
+    pub history_days: u32,
+    /// The recent window, in days. Default: 7.
+    pub recent_days: u32,
+    /// The baseline window before the recent one, in days. Default: 28.
+    pub baseline_days: u32,
+    /// The quantile of the gaps reported as [`Gaps::quantile`], in (0, 1].
+    /// Default: 0.9.
+    pub quantile: f64,
+    /// About how many accounts one query reads. Default: [`CHUNK_ACCOUNTS`].
+    pub chunk_accounts: u64,
+}
+
+impl RhythmWindow {
+    /// The default windows, evaluated at `at`.
+    pub fn at(at: SystemTime) -> Self {
+        Self {
+            at,
+            history_days: 90,
+            recent_days: 7,
+            baseline_days: 28,
+            quantile: 0.9,
+            chunk_accounts: CHUNK_ACCOUNTS,
+        }
+    }
+
+    /// Days of history. Default: 90 days.
+    pub fn with_history_days(mut self, days: u32) -> Self {
+        self.history_days = days;
+        self
+    }
+
+    /// The recent window. Default: 7 days.
+    pub fn with_recent_days(mut self, days: u32) -> Self {
+        self.recent_days = days;
+        self
+    }
+
+    /// The baseline window. Default: 28 days.
+    pub fn with_baseline_days(mut self, days: u32) -> Self {
+        self.baseline_days = days;
+        self
+    }
+
+    /// The gap quantile, in (0, 1]. Default: 0.9.
+    pub fn with_quantile(mut self, quantile: f64) -> Self {
+        self.quantile = quantile;
+        self
+    }
+
+    /// About how many accounts one query reads, at least 1 (at most 64 queries are
+    /// made). Default: 100 000 accounts.
+    pub fn with_chunk_accounts(mut self, accounts: u64) -> Self {
+        self.chunk_accounts = accounts.max(1);
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if !(self.quantile > 0.0 && self.quantile <= 1.0) {
+            return bad("the gap quantile must be in (0, 1]");
+        }
+        if self.history_days < 2 || self.history_days > 3660 {
+            return bad("the history must be 2 to 3660 days");
+        }
+        if self.recent_days == 0 || self.baseline_days == 0 {
+            return bad("the recent and baseline windows must be at least a day");
+        }
+        if self.recent_days + self.baseline_days > self.history_days {
+            return bad("the recent and baseline windows must fit in the history");
+        }
+        Ok(())
+    }
+}
+
+/// Gaps between active days, counted in the days an account could have been active on:
+/// every day, or only Monday to Friday.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gaps {
+    /// The [quantile](RhythmWindow::quantile) of the gaps (days without activity between two
+    /// active days); 0 without gaps.
+    pub quantile: u32,
+    /// The longest gap; 0 without gaps.
+    pub longest: u32,
+    /// Days without activity from the last active day to the day of the evaluation time,
+    /// both excluded.
+    pub current: u32,
+}
+
+/// One account's rhythm at [`RhythmWindow::at`]. Made by [`Usage::rhythms`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rhythm {
+    /// The account.
+    pub account_id: u64,
+    /// Its last event at or before the evaluation time (of all time, not just the history).
+    pub last_seen: SystemTime,
+    /// The day of its last event.
+    pub last_day: Day,
+    /// Active days in the history (the day of the evaluation time included).
+    pub active_days: u32,
+    /// Of those, Saturdays and Sundays.
+    pub weekend_days: u32,
+    /// Gaps in calendar days.
+    pub calendar: Gaps,
+    /// Gaps in weekdays (Monday to Friday): a weekend between two active days is no gap.
+    pub weekdays: Gaps,
+    /// Events in the recent window (distinct event ids).
+    pub recent_events: u64,
+    /// Active days in the recent window.
+    pub recent_active_days: u32,
+    /// Events in the baseline window.
+    pub baseline_events: u64,
+    /// Active days in the baseline window.
+    pub baseline_active_days: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct RhythmRow {
+    account_id: u64,
+    last_seen: u32,
+    last_day: u16,
+    active_days: u32,
+    weekend_days: u32,
+    gap_quantile: u32,
+    gap_longest: u32,
+    gap_current: u32,
+    weekday_gap_quantile: u32,
+    weekday_gap_longest: u32,
+    weekday_gap_current: u32,
+    recent_events: u64,
+    recent_active_days: u32,
+    baseline_events: u64,
+    baseline_active_days: u32,
+}
+
+impl From<RhythmRow> for Rhythm {
+    fn from(r: RhythmRow) -> Self {
+        Self {
+            account_id: r.account_id,
+            last_seen: unix(r.last_seen),
+            last_day: Day::from_days_since_epoch(u32::from(r.last_day)),
+            active_days: r.active_days,
+            weekend_days: r.weekend_days,
+            calendar: Gaps {
+                quantile: r.gap_quantile,
+                longest: r.gap_longest,
+                current: r.gap_current,
+            },
+            weekdays: Gaps {
+                quantile: r.weekday_gap_quantile,
+                longest: r.weekday_gap_longest,
+                current: r.weekday_gap_current,
+            },
+            recent_events: r.recent_events,
+            recent_active_days: r.recent_active_days,
+            baseline_events: r.baseline_events,
+            baseline_active_days: r.baseline_active_days,
+        }
+    }
+}
+
+/// The rhythms of every account, streamed: one row per account in memory at a time.
+/// Made by [`Usage::rhythms`].
+///
+/// The accounts are read in ranges of account ids of about
+/// [`chunk_accounts`](RhythmWindow::chunk_accounts) accounts
+/// each, one query per range, so the server's memory for one query stays bounded however
+/// many accounts there are.
+pub struct Rhythms {
+    client: clickhouse::Client,
+    /// The query, with `{accounts}` where each range's condition goes.
+    sql: String,
+    /// The ranges still to read, as conditions on `account_id`.
+    ranges: std::vec::IntoIter<String>,
+    cursor: Option<clickhouse::query::RowCursor<RhythmRow>>,
+}
+
+/// About how many accounts one of the queries of [`Usage::rhythms`] reads, by default.
+pub const CHUNK_ACCOUNTS: u64 = 100_000;
+
+impl std::fmt::Debug for Rhythms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rhythms")
+            .field("ranges_left", &self.ranges.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rhythms {
+    /// The next account, or `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Rhythm>> {
+        loop {
+            if let Some(cursor) = &mut self.cursor {
+                if let Some(row) = cursor.next().await? {
+                    return Ok(Some(Rhythm::from(row)));
+                }
+                self.cursor = None;
+            }
+            let Some(range) = self.ranges.next() else {
+                return Ok(None);
+            };
+            let sql = self.sql.replace("{accounts}", &range);
+            self.cursor = Some(self.client.query(&sql).fetch()?);
+        }
+    }
+}
+
+/// The index of a day among weekdays: Monday to Friday count 1 each, and a Saturday or a
+/// Sunday shares the index of the Monday after it. 1970-01-01 was a Thursday.
+fn weekday_index(day: &str) -> String {
+    format!("(intDiv({day} + 3, 7) * 5 + least(({day} + 3) % 7, 5))")
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct SpreadRow {
+    accounts: u64,
+    bounds: Vec<f64>,
+}
+
+impl Usage {
+    /// Every account's [`Rhythm`] at `window.at`, computed in ClickHouse from the daily
+    /// rollup (from the events table with [`ReadFrom::Events`](super::ReadFrom::Events) or
+    /// while the rollup is not ready), streamed one account at a time. An account's day
+    /// counts only when it had an event at or before `window.at`; the day of `window.at`
+    /// counts whole when all its events so far are at or before it.
+    pub async fn rhythms(&self, window: RhythmWindow) -> Result<Rhythms> {
+        window.check()?;
+        let src = self.source().await?;
+        let today = Day::of(window.at);
+        let at = ceil_seconds(window.at);
+        let day = |d: Day| format!("toDate('{}')", d.sql());
+        let history = day(today.sub_days(window.history_days));
+        let recent_day = today.sub_days(window.recent_days);
+        let baseline = day(recent_day.sub_days(window.baseline_days));
+        let (recent, today_sql) = (day(recent_day), day(today));
+        let t = today.days_since_epoch();
+
+        // Ranges of account ids of about CHUNK_ACCOUNTS accounts each, from an estimate of
+        // the number of accounts and approximate quantiles of their ids. Rounding in the
+        // quantiles moves a bound, never leaves an id out: the ranges chain.
+        let spread: SpreadRow = self
+            .client()
+            .query(&format!(
+                "SELECT uniq(account_id), quantiles({levels})(account_id) FROM {table}",
+                levels = (1..64)
+                    .map(|i| format!("{}", f64::from(i) / 64.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                table = src.table,
+            ))
+            .fetch_one()
+            .await?;
+        let chunks = spread.accounts.div_ceil(window.chunk_accounts).clamp(1, 64) as usize;
+        let mut bounds: Vec<u64> = (1..chunks)
+            .map(|i| spread.bounds[i * 64 / chunks - 1] as u64)
+            .collect();
+        bounds.dedup();
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut low: Option<u64> = None;
+        for high in bounds.iter().copied().map(Some).chain([None]) {
+            ranges.push(match (low, high) {
+                (None, None) => "1".to_owned(),
+                (None, Some(h)) => format!("account_id <= {h}"),
+                (Some(l), Some(h)) => format!("account_id > {l} AND account_id <= {h}"),
+                (Some(l), None) => format!("account_id > {l}"),
+            });
+            low = high;
+        }
+
+        let sql = format!(
+            "SELECT account_id, toUInt32(last) AS last_seen, toUInt16(last_d) AS last_day, \
+                toUInt32(length(ds)) AS active_days, \
+                toUInt32(arrayCount(d -> (d + 3) % 7 >= 5, ds)) AS weekend_days, \
+                toUInt32(if(empty(gc), 0, arraySort(gc)[toUInt32(greatest(1, ceil({q} * length(gc))))])) AS gq, \
+                toUInt32(if(empty(gc), 0, arrayReduce('max', gc))) AS gl, \
+                toUInt32(greatest(0, toInt64({t}) - toInt64(last_d) - 1)) AS gn, \
+                toUInt32(if(empty(gb), 0, arraySort(gb)[toUInt32(greatest(1, ceil({q} * length(gb))))])) AS bq, \
+                toUInt32(if(empty(gb), 0, arrayReduce('max', gb))) AS bl, \
+                toUInt32(greatest(0, toInt64({ti}) - toInt64({li}) - 1)) AS bn, \
+                recent_events, toUInt32(recent_days) AS recent_active_days, \
+                baseline_events, toUInt32(baseline_days) AS baseline_active_days \
+             FROM ( \
+                SELECT account_id, max(last) AS last, toUInt32(max(day)) AS last_d, \
+                    arraySort(groupArrayIf(toUInt32(day), day >= {history})) AS ds, \
+                    arrayMap(d -> toInt64{wi}, ds) AS bs, \
+                    arrayMap((a, b) -> toInt64(b) - toInt64(a) - 1, arrayPopBack(ds), arrayPopFront(ds)) AS gc, \
+                    arrayFilter(g -> g >= 0, arrayMap((a, b) -> b - a - 1, arrayPopBack(bs), arrayPopFront(bs))) AS gb, \
+                    sumIf(n, day >= {recent} AND day < {today_sql}) AS recent_events, \
+                    countIf(day >= {recent} AND day < {today_sql}) AS recent_days, \
+                    sumIf(n, day >= {baseline} AND day < {recent}) AS baseline_events, \
+                    countIf(day >= {baseline} AND day < {recent}) AS baseline_days \
+                FROM ( \
+                    SELECT account_id, {day_as}, {last} AS last, {count_if} AS n \
+                    FROM {table} WHERE {day} <= {today_sql} AND {{accounts}} \
+                    GROUP BY account_id, day \
+                    HAVING day < {today_sql} OR last <= {at} \
+                ) \
+                GROUP BY account_id \
+             )",
+            q = window.quantile,
+            ti = weekday_index(&t.to_string()),
+            li = weekday_index("last_d"),
+            wi = weekday_index("d"),
+            day_as = src.day_as(),
+            day = src.day(),
+            last = src.last(),
+            count_if = src.count_if(&format!("day >= {baseline}")),
+            table = src.table,
+        );
+        Ok(Rhythms {
+            client: self.client().clone(),
+            sql,
+            ranges: ranges.into_iter(),
+            cursor: None,
+        })
+    }
+}

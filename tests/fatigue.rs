@@ -1,0 +1,299 @@
+//! The watch with a detector and its fatigue controls, against a real ClickHouse server:
+//! notify once across restarts and instances, at most one notification per interval, a
+//! recovery window before "back", and a digest instead of a flood.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use idp_analytics::{
+    InactivityWatch, Notification, NotificationKind, Usage,
+    canary::{Detector, Digest, WatchBuilder},
+    schema::Schema,
+};
+
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
+
+/// Collects what watches deliver, notifications and digests.
+#[derive(Clone, Default)]
+struct Inbox {
+    notifications: Arc<Mutex<Vec<Notification>>>,
+    digests: Arc<Mutex<Vec<Digest>>>,
+}
+
+impl Inbox {
+    fn take(&self) -> Vec<Notification> {
+        std::mem::take(&mut *self.notifications.lock().unwrap())
+    }
+
+    fn take_digests(&self) -> Vec<Digest> {
+        std::mem::take(&mut *self.digests.lock().unwrap())
+    }
+
+    fn watch(&self, schema: &Schema) -> WatchBuilder {
+        let inbox = self.clone();
+        InactivityWatch::builder(
+            Usage::new(common::client(), schema.clone()),
+            move |n: Notification| {
+                inbox.notifications.lock().unwrap().push(n);
+                async { Ok::<_, std::io::Error>(()) }
+            },
+        )
+        .with_settle_delay(Duration::from_millis(300))
+    }
+
+    fn with_digest(&self, builder: WatchBuilder, limit: usize) -> WatchBuilder {
+        let inbox = self.clone();
+        builder.with_digest(limit, move |d: Digest| {
+            inbox.digests.lock().unwrap().push(d);
+            async { Ok::<_, std::io::Error>(()) }
+        })
+    }
+}
+
+fn ids(notifications: &[Notification]) -> Vec<(u64, NotificationKind)> {
+    let mut ids: Vec<_> = notifications
+        .iter()
+        .map(|n| (n.account_id, n.kind))
+        .collect();
+    ids.sort_by_key(|(id, _)| *id);
+    ids
+}
+
+/// Account 1 active every day for 30 days until 3 days ago; account 2 every day until an
+/// hour ago; account 3 once, 5 days ago.
+async fn daily_story(schema: &Schema, now: SystemTime) {
+    let mut events = Vec::new();
+    for d in 3..33u32 {
+        events.push(common::event_at(1, "search", now - d * DAY - HOUR));
+    }
+    for d in 0..30u32 {
+        events.push(common::event_at(2, "search", now - d * DAY - HOUR));
+    }
+    events.push(common::event_at(3, "search", now - 5 * DAY));
+    common::write(schema, events).await;
+}
+
+#[tokio::test]
+async fn fatigue_detector_watch_notifies_once() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    daily_story(&schema, now).await;
+    let inbox = Inbox::default();
+    let watch = || {
+        inbox
+            .watch(&schema)
+            .with_detector(Detector::default())
+            .build()
+            .unwrap()
+    };
+
+    // Two instances at once: the daily account silent 3 days, told once. The fixed week
+    // would not have said anything yet; the one-event account is not silent by it either.
+    let (a, b) = (watch(), watch());
+    let (ra, rb) = tokio::join!(a.check(), b.check());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.delivered.len() + rb.delivered.len(), 1);
+    let got = inbox.take();
+    assert_eq!(ids(&got), [(1, NotificationKind::Inactive)]);
+    let n = &got[0];
+    assert_eq!(n.threshold, 7 * DAY);
+    assert_eq!(
+        n.explanation.as_deref(),
+        Some("usually active every day; silent 3 days; its longest gap in 90 days was 0 days")
+    );
+    assert_eq!(
+        n.to_string(),
+        "Account 1 is at risk: usually active every day; silent 3 days; \
+         its longest gap in 90 days was 0 days."
+    );
+    let json = serde_json::to_value(n).unwrap();
+    assert_eq!(json["explanation"], n.explanation.clone().unwrap());
+
+    // Again, both at once, then after a restart: nothing.
+    let (ra, rb) = tokio::join!(a.check(), b.check());
+    assert!(ra.unwrap().delivered.is_empty() && rb.unwrap().delivered.is_empty());
+    drop((a, b));
+    assert!(watch().check().await.unwrap().delivered.is_empty());
+    assert!(inbox.take().is_empty());
+}
+
+#[tokio::test]
+async fn fatigue_one_notification_per_interval() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(&schema, vec![common::event_at(1, "search", now - 2 * DAY)]).await;
+    let inbox = Inbox::default();
+    // A 5-second threshold, so that the account goes quiet again within the test.
+    let watch = |interval: Duration| {
+        inbox
+            .watch(&schema)
+            .with_threshold(Duration::from_secs(5))
+            .with_min_interval(interval)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(
+        ids(&watch(DAY).check().await.unwrap().delivered),
+        [(1, NotificationKind::Inactive)]
+    );
+    // Back, noted at once; quiet again 5 seconds later: a new quiet period, but the last
+    // notification was less than a day ago, so it waits, across a restart too.
+    common::write(
+        &schema,
+        vec![common::event_at(1, "search", SystemTime::now())],
+    )
+    .await;
+    assert!(watch(DAY).check().await.unwrap().delivered.is_empty());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let report = watch(DAY).check().await.unwrap();
+    assert_eq!(report.inactive, 1);
+    assert!(report.delivered.is_empty());
+    assert!(watch(DAY).check().await.unwrap().delivered.is_empty());
+    // With a shorter interval, the waiting notification goes out, once.
+    assert_eq!(
+        ids(&watch(Duration::from_secs(1))
+            .check()
+            .await
+            .unwrap()
+            .delivered),
+        [(1, NotificationKind::Inactive)]
+    );
+    assert!(watch(DAY).check().await.unwrap().delivered.is_empty());
+    assert_eq!(inbox.take().len(), 2);
+}
+
+#[tokio::test]
+async fn fatigue_back_only_after_the_recovery_window() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(&schema, vec![common::event_at(1, "search", now - 9 * DAY)]).await;
+    let inbox = Inbox::default();
+    let watch = |recovery: Duration| {
+        inbox
+            .watch(&schema)
+            .with_notify_back(true)
+            .with_recovery(recovery)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(
+        ids(&watch(HOUR).check().await.unwrap().delivered),
+        [(1, NotificationKind::Inactive)]
+    );
+    common::write(
+        &schema,
+        vec![common::event_at(1, "search", SystemTime::now())],
+    )
+    .await;
+    // Active again, but not for an hour yet: not back, across a restart.
+    assert!(watch(HOUR).check().await.unwrap().delivered.is_empty());
+    assert!(watch(HOUR).check().await.unwrap().delivered.is_empty());
+    // A watch with a window of a second, two seconds later: back, once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back = watch(Duration::from_secs(1)).check().await.unwrap();
+    assert_eq!(ids(&back.delivered), [(1, NotificationKind::Active)]);
+    assert!(watch(HOUR).check().await.unwrap().delivered.is_empty());
+    assert_eq!(inbox.take().len(), 2);
+    // What the watch keeps, as an operator would read it.
+    let steps: Vec<(String, String)> = common::client()
+        .query(&format!(
+            "SELECT toString(kind), toString(step) FROM {} \
+             WHERE step != 'claimed' ORDER BY recorded_at, kind, step",
+            schema.qualified(&schema.watch_table())
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        steps,
+        [
+            ("inactive".into(), "delivered".into()),
+            ("active".into(), "returning".into()),
+            ("active".into(), "delivered".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn fatigue_older_watch_table_gains_a_step() {
+    let schema = prepare_database!().await;
+    let client = common::client();
+    let old = schema
+        .create_watch_table_sql()
+        .replace(", 'returning' = 5", "");
+    assert!(!old.contains("= 5"), "{old}");
+    client.query(&old).execute().await.unwrap();
+    schema.ensure_watch_table(&client).await.unwrap();
+    let step: String = client
+        .query(&format!(
+            "SELECT type FROM system.columns WHERE database = '{}' AND table = '{}' AND name = 'step'",
+            schema.database(),
+            schema.watch_table()
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(step.contains("'returning' = 5"), "{step}");
+}
+
+#[tokio::test]
+async fn fatigue_a_flood_becomes_one_digest() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    let events = (1..=300u64)
+        .map(|a| common::event_at(a, "search", now - 10 * DAY - a as u32 * HOUR))
+        .collect();
+    common::write(&schema, events).await;
+    let inbox = Inbox::default();
+    let watch = || {
+        inbox
+            .with_digest(inbox.watch(&schema), 100)
+            .build()
+            .unwrap()
+    };
+    // Two instances at once: one digest of the 300, no single notification.
+    let (a, b) = (watch(), watch());
+    let (ra, rb) = tokio::join!(a.check(), b.check());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.delivered.len() + rb.delivered.len(), 300);
+    assert!(inbox.take().is_empty());
+    let digests = inbox.take_digests();
+    assert_eq!(digests.len(), 1);
+    let digest = &digests[0];
+    let mut accounts: BTreeMap<u64, usize> = BTreeMap::new();
+    for n in &digest.notifications {
+        *accounts.entry(n.account_id).or_default() += 1;
+    }
+    assert_eq!(accounts.len(), 300);
+    assert!(accounts.values().all(|n| *n == 1));
+    assert!(
+        digest
+            .to_string()
+            .starts_with("300 accounts went quiet and 0 accounts came back")
+    );
+    let json = serde_json::to_value(digest).unwrap();
+    assert_eq!(json["inactive"], 300);
+    assert_eq!(json["notifications"].as_array().unwrap().len(), 300);
+
+    // Delivered, so not again, after a restart either.
+    drop((a, b));
+    assert!(watch().check().await.unwrap().delivered.is_empty());
+    // A few at a time go out one by one.
+    common::write(
+        &schema,
+        vec![
+            common::event_at(1_001, "search", now - 20 * DAY),
+            common::event_at(1_002, "search", now - 20 * DAY),
+        ],
+    )
+    .await;
+    assert_eq!(watch().check().await.unwrap().delivered.len(), 2);
+    assert_eq!(inbox.take().len(), 2);
+    assert!(inbox.take_digests().is_empty());
+}
