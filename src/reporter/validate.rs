@@ -180,16 +180,16 @@ fn http_method(value: &Value) -> Result<http::Method, String> {
     }
 }
 
-/// A whole number from 0 to `max`.
+/// A whole number from 0 to `max` (`7.0` too, as JSON Schema's integers).
 fn whole(value: &Value, max: u64) -> Result<u64, String> {
-    match value {
-        Value::Number(n) => match n.as_u64() {
-            Some(v) if v <= max => Ok(v),
-            _ => Err(format!("must be a whole number from 0 to {max}, not {n}")),
-        },
-        other => Err(format!(
+    match account(value) {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(format!(
             "must be a whole number from 0 to {max}, not {}",
-            kind(other)
+            match value {
+                Value::Number(n) => n.to_string(),
+                other => kind(other).to_string(),
+            }
         )),
     }
 }
@@ -419,6 +419,36 @@ mod tests {
         // What serde_json makes of u64::MAX + 1.
         let too_big: Value = serde_json::from_str("18446744073709551616").unwrap();
         assert!(value(too_big).starts_with(range));
+    }
+
+    #[test]
+    fn request_fields() {
+        let e = check(json!({"accountId": 1, "event": "x", "method": "PATCH", "status": 204.0, "latencyUs": 1500}))
+            .unwrap();
+        assert_eq!(
+            (e.method(), e.status(), e.latency_us()),
+            ("PATCH", 204, 1500)
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "status": 1000}))
+                .starts_with("status must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "status": -1}))
+                .starts_with("status must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "method": "GE T"}))
+                .starts_with("method must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "method": ""}))
+                .starts_with("method must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "latencyUs": "5"}))
+                .starts_with("latencyUs must be")
+        );
     }
 
     #[test]
