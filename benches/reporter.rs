@@ -65,10 +65,12 @@ async fn call(app: &Router, path: &str, body: &str) {
 fn endpoint(c: &mut Criterion) {
     let (rt, analytics) = support::runtime_and_discarding_writer();
     let reporters = Reporters::new().with("bench", TOKEN).unwrap();
-    let reporter: Router = analytics.reporter_router(reporters);
+    // Ready to serve, as `axum::serve` makes a router (`with_state`).
+    let reporter: Router = analytics.reporter_router(reporters).with_state(());
     let bare: Router = Router::new()
         .route("/event", post(|Json(_): Json<Item>| async { "ok" }))
-        .route("/events", post(|Json(_): Json<Vec<Item>>| async { "ok" }));
+        .route("/events", post(|Json(_): Json<Vec<Item>>| async { "ok" }))
+        .with_state(());
 
     let one = single();
     let hundred = batch(100);

@@ -29,7 +29,9 @@
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
 //! `IDP_ANALYTICS_CONFIRM_WRITES=1` (default off: the reporter answers `200` once the events
-//! are queued; with it, once they are in ClickHouse).
+//! are queued; with it, once they are in ClickHouse),
+//! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
+//! `scripts/load` to measure what the layer costs end to end; default on).
 //!
 //! As a resource server that owns no ClickHouse: `IDP_ANALYTICS_REPORT_TO=<url of another
 //! instance's /events>` and `IDP_ANALYTICS_REPORT_TOKEN=<one of its reporters' tokens>`. The
@@ -157,6 +159,7 @@ fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
+    let analytics = (env_or("IDP_ANALYTICS_LAYER", "on") != "off").then_some(analytics);
 
     let billing = Router::new()
         .route("/invoices", get(invoices))
@@ -172,7 +175,7 @@ fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
-                .layer(analytics),
+                .option_layer(analytics),
         );
     // After the layers: reports are recorded by the endpoint itself, and the dashboard
     // is not product usage.

@@ -16,7 +16,7 @@ use std::{
 use http::Method;
 use uuid::Uuid;
 
-use crate::{clock::Tick, error::InvalidEvent, text::Text};
+use crate::{clock::Tick, error::InvalidEvent, route::EventName, text::Text};
 
 /// The longest event type accepted, in bytes of UTF-8.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -219,6 +219,12 @@ impl Event {
         self.event_type.as_str()
     }
 
+    /// [`event_type`](Self::event_type)'s bytes, without reading them back as UTF-8 (they
+    /// were checked when the event was made): for encoders, once per row.
+    pub(crate) fn event_type_bytes(&self) -> &[u8] {
+        self.event_type.as_bytes()
+    }
+
     /// When the event happened.
     pub fn time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(u64::from(self.time))
@@ -306,6 +312,13 @@ impl EventType {
         }
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(text) => text.as_bytes(),
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             // Copied from a `&str` whole: always UTF-8.
@@ -325,32 +338,38 @@ impl fmt::Debug for EventType {
 
 /// An event captured on a request's path and completed on the writer's thread.
 ///
-/// The request pays for reading the clock once when the response is ready (which the
-/// latency needs anyway) and for copying what it knows; the event's id and its wall-clock
-/// time are derived from `at` when the writer takes the capture from its queue, before the
-/// event is batched, spooled or retried, so every write of it carries the same id.
+/// The request pays for reading the clock once when the response is ready and for moving
+/// what it holds already (the route's shared name, the method) into the queue; the event
+/// type's check and copy, the latency's arithmetic, the event's id and its wall-clock time
+/// are done when the writer takes the capture from its queue, before the event is batched,
+/// spooled or retried, so every write of it carries the same id.
 #[derive(Debug)]
 pub(crate) struct Capture {
     pub(crate) account_id: u64,
-    pub(crate) event_type: EventType,
+    /// The route's name, shared with the router; checked as an event type by
+    /// [`into_event`](Self::into_event).
+    pub(crate) name: EventName,
     pub(crate) source: Source,
     pub(crate) method: Method,
     pub(crate) status: u16,
-    pub(crate) latency_us: u64,
+    /// When the request came in.
+    pub(crate) started: Tick,
     /// When the response was ready: the event's time.
     pub(crate) at: Tick,
 }
 
 impl Capture {
-    /// The event, with an id and a time derived from [`at`](Self::at).
-    pub(crate) fn into_event(self) -> Event {
-        Event {
+    /// The event, with an id and a time derived from [`at`](Self::at); an error if the
+    /// route's name is no event type (too long, or with control characters).
+    pub(crate) fn into_event(self) -> Result<Event, InvalidEvent> {
+        let event_type = EventType::checked(self.name.as_str())?;
+        Ok(Event {
             source: Some(self.source),
             method: Some(self.method),
             status: self.status,
-            latency_us: self.latency_us,
-            ..Event::at(self.account_id, self.event_type, self.at.since_epoch())
-        }
+            latency_us: self.at.micros_since(self.started),
+            ..Event::at(self.account_id, event_type, self.at.since_epoch())
+        })
     }
 }
 
@@ -475,34 +494,45 @@ mod tests {
 
     #[test]
     fn a_capture_becomes_the_event_it_stands_for() {
-        let capture = |at| Capture {
+        let capture = |started: Tick, at| Capture {
             account_id: 9,
-            event_type: EventType::checked("/users/{id}/projects").unwrap(),
+            name: EventName::Route(crate::RouteName::from_static("/users/{id}/projects")),
             source: Source::layer(),
             method: Method::POST,
             status: 201,
-            latency_us: 1_500,
+            started,
             at,
         };
+        let started = Tick::now();
+        std::thread::sleep(Duration::from_millis(2));
         let at = Tick::now();
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let event = capture(at).into_event();
+        let event = capture(started, at).into_event().unwrap();
         assert_eq!(event.account_id(), 9);
         assert_eq!(event.event_type(), "/users/{id}/projects");
         assert_eq!(event.source(), "layer");
         assert_eq!(event.method(), "POST");
         assert_eq!(event.status(), 201);
-        assert_eq!(event.latency_us(), 1_500);
+        assert_eq!(event.latency_us(), at.micros_since(started));
+        assert!(event.latency_us() >= 2_000, "{}", event.latency_us());
         assert_eq!(event.event_id().get_version_num(), 7);
         let (secs, _) = event.event_id().get_timestamp().unwrap().to_unix();
         assert_eq!(u64::from(event.unix_seconds()), secs);
         assert!(secs.abs_diff(before.as_secs()) <= 1);
         // A capture taken later is later, and each capture is its own event.
         std::thread::sleep(Duration::from_millis(1_100));
-        let later = capture(Tick::now()).into_event();
+        let later = capture(started, Tick::now()).into_event().unwrap();
         assert!((1..=2).contains(&(later.unix_seconds() - event.unix_seconds())));
-        assert_ne!(capture(at).into_event().event_id(), event.event_id());
-        assert!(EventType::checked("a\u{1b}b").is_err());
+        assert_ne!(
+            capture(started, at).into_event().unwrap().event_id(),
+            event.event_id()
+        );
+        // A route name that is no event type makes no event.
+        let bad = Capture {
+            name: EventName::Route(crate::RouteName::from_static("a\u{1b}b")),
+            ..capture(started, at)
+        };
+        assert_eq!(bad.into_event(), Err(InvalidEvent::TypeControlChar(1)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use pin_project::{pin_project, pinned_drop};
 use crate::{
     account::AccountId,
     clock::Tick,
-    event::{Capture, EventType, Source},
+    event::{Capture, Source},
     route::EventName,
     writer::Analytics,
 };
@@ -43,22 +43,23 @@ impl Recording {
         let Some(account_id) = response_account.map(|id| id.0).or(self.account) else {
             return;
         };
-        let Target { analytics, source } = &*self.target;
-        let Ok(event_type) = EventType::checked(self.name.as_str()) else {
-            // A route template too long or with control characters for an event type.
-            analytics.count_invalid();
-            return;
-        };
-        let at = Tick::now();
+        let Self {
+            target,
+            started,
+            method,
+            name,
+            ..
+        } = self;
         // Rejected events are counted in the writer's stats; the request is not concerned.
-        let _ = analytics.try_capture(Capture {
+        // So is a route name that is no event type, when the writer's thread checks it.
+        let _ = target.analytics.try_capture(Capture {
             account_id,
-            event_type,
-            source: source.clone(),
-            method: self.method,
+            name,
+            source: target.source.clone(),
+            method,
             status,
-            latency_us: at.micros_since(self.started),
-            at,
+            started,
+            at: Tick::now(),
         });
     }
 }
@@ -71,8 +72,9 @@ impl Recording {
 /// went away, or the handler panicked), the event is recorded with status `0`: the account
 /// was active all the same. The event's time is the moment it is recorded.
 ///
-/// Recording reads a monotonic clock and copies what the request said into the writer's
-/// queue; the event's id and its wall-clock time are made on the writer's thread.
+/// Recording reads a monotonic clock and moves what the request said into the writer's
+/// queue; the event type's check, the event's id and its wall-clock time are made on the
+/// writer's thread.
 #[pin_project(PinnedDrop)]
 pub struct ResponseFuture<F> {
     #[pin]

@@ -81,6 +81,8 @@
 pub mod account;
 #[cfg(feature = "axum")]
 pub mod admin;
+#[doc(hidden)]
+pub mod bench;
 pub mod canary;
 mod clock;
 pub mod error;

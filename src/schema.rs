@@ -663,8 +663,10 @@ impl Schema {
     /// Rows written to the old table while it ran are copied again after the swap (any
     /// month whose row count changed), into the new table, so that the rollup sees them too;
     /// rows copied twice are one row, as always. The copy itself does not feed the rollup,
-    /// which already holds these events. The rollup, the watch's table and the materialized
-    /// view are untouched: the view follows the table's name.
+    /// which already holds these events. The rollup and the watch's table are untouched; the
+    /// materialized view is made again right after the swap (on an Atomic database it would
+    /// go on following the old table), so a row written in that moment reaches the new table
+    /// but not the rollup.
     ///
     /// Run it once, from one process, preferably while no writer writes: a writer that is
     /// writing keeps writing across the swap, but a row it writes into the old table after
@@ -713,6 +715,19 @@ impl Schema {
                 kept = self.qualified(&kept),
                 copy = self.qualified(&copy),
             ))
+            .execute()
+            .await?;
+        // On an Atomic database (the default from 20.10) the view follows the table it was
+        // made for, now the kept one, not the name: make it again for the new table.
+        client
+            .query(&format!(
+                "DROP TABLE IF EXISTS {}",
+                self.qualified(&self.rollup_view())
+            ))
+            .execute()
+            .await?;
+        client
+            .query(&self.create_rollup_view_sql())
             .execute()
             .await?;
         tracing::info!(table = %self.qualified_table(), months = before.len(), rows, "events table moved to the new key");

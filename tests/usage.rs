@@ -422,3 +422,48 @@ async fn usage_backfills_a_table_that_already_had_rows() {
     assert_eq!(rollup.account(1, days).await.unwrap().total_events, 3);
     assert_eq!(rollup.account(2, days).await.unwrap().total_events, 2);
 }
+
+/// Whether the server gets the days of February 2106 right (18.16 makes 2106-02-07 and the
+/// dates it parses from February 2106 `0000-00-00`; 26.9 does not).
+async fn dates_right_in_february_2106() -> bool {
+    let (last, parsed): (u16, u16) = common::client()
+        .query(
+            "SELECT toUInt16(toDate(toDateTime(4294967295), 'UTC')), \
+             toUInt16(toDate('2106-02-01'))",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    last != 0 && parsed != 0
+}
+
+#[tokio::test]
+async fn usage_counts_the_last_day_a_datetime_holds() {
+    let schema = prepare_database!().await;
+    if !dates_right_in_february_2106().await {
+        eprintln!(
+            "SKIPPED on this server: it maps dates in February 2106 to 0000-00-00 \
+             (ClickHouse 18.16 does), so no reader can count them; run on 26.9 \
+             (scripts/chdb) to test this"
+        );
+        return;
+    }
+    let last = Day::from_ymd(2106, 2, 7).unwrap();
+    let first = Day::from_ymd(2106, 2, 1).unwrap();
+    let end = UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX));
+    let events = vec![
+        common::event_at(9, "search", at(first, 43_200)),
+        common::event_at(9, "search", at(last, 0)),
+        // The last second a DateTime holds.
+        common::event_at(9, "export", end),
+    ];
+    common::write(&schema, events).await;
+    let days = Days::new(first, last).unwrap();
+    for usage in both(&schema).await {
+        let got = usage.account(9, days).await.unwrap();
+        assert_eq!(got.total_events, 3, "{:?}", usage.read_from());
+        let per_day: Vec<(Day, u64)> = got.per_day.iter().map(|d| (d.day, d.events)).collect();
+        assert_eq!(per_day, [(first, 1), (last, 2)], "{:?}", usage.read_from());
+        assert_eq!(got.last_seen, Some(end));
+    }
+}

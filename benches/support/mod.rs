@@ -1,12 +1,49 @@
-//! What the layer and reporter benchmarks share: a runtime with a writer that drains its
-//! queue without reaching ClickHouse, and interleaved rounds. Every round times each
+//! What the benchmarks share: a runtime with a writer that drains its queue without
+//! reaching ClickHouse, interleaved rounds, and a pass-through layer. Every round times each
 //! variant once, so that a machine whose speed drifts over a minute moves all variants
 //! alike, where criterion, timing one variant after another, would move one against the
 //! other.
 
-use std::{future::Future, time::Instant};
+#![allow(dead_code)] // each benchmark uses a part
 
+use std::{
+    future::Future,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::Request;
 use idp_analytics::Analytics;
+use tower::{Layer, Service};
+
+/// A layer that does nothing but wrap: what any layer costs at least.
+#[derive(Clone)]
+pub(crate) struct PassThroughLayer;
+
+impl<S> Layer<S> for PassThroughLayer {
+    type Service = PassThrough<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PassThrough(inner)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct PassThrough<S>(S);
+
+impl<S, B> Service<Request<B>> for PassThrough<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.0.call(request)
+    }
+}
 
 /// A two-thread runtime, and the real writer handle and queue, whose worker drains batches
 /// as usual and drops them: what is timed is the request path, not ClickHouse's work on

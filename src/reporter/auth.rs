@@ -3,7 +3,6 @@
 use std::{fmt, str::FromStr};
 
 use http::{HeaderMap, header::AUTHORIZATION};
-use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::{
@@ -17,7 +16,7 @@ pub const REPORTERS_ENV: &str = "IDP_ANALYTICS_REPORTERS";
 /// The services allowed to report events, each with a name and a bearer token.
 ///
 /// A reporter's name is recorded in the `source` column of every event it sends. Only the
-/// SHA-256 digest of each token is kept, and a presented token is found by comparing its
+/// BLAKE3 digest of each token is kept, and a presented token is found by comparing its
 /// digest with every stored one in constant time, so neither the tokens nor the time taken
 /// tell anything about them. One name may have several tokens (to rotate a token without
 /// downtime); a token belongs to one name only.
@@ -54,8 +53,18 @@ impl fmt::Debug for Reporters {
     }
 }
 
+/// A token's BLAKE3 digest: one-way like SHA-256, and for a token of a few dozen bytes
+/// about a third of its cost where the processor has no SHA instructions.
 fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
+    *blake3::hash(token).as_bytes()
+}
+
+/// A digest as four machine words.
+fn words(digest: &[u8; 32]) -> [u64; 4] {
+    let (words, []) = digest.as_chunks::<8>() else {
+        unreachable!("32 bytes are four words")
+    };
+    std::array::from_fn(|w| u64::from_ne_bytes(words[w]))
 }
 
 /// Whether `token` is an RFC 6750 `b64token`: what a `Bearer` credential may hold.
@@ -158,11 +167,15 @@ impl Reporters {
     }
 
     fn find(&self, token: &[u8]) -> Option<&Source> {
-        let presented = digest(token);
+        let presented = words(&digest(token));
         let mut found = Choice::from(0);
         let mut index = 0u64;
         for (i, entry) in self.entries.iter().enumerate() {
-            let same = entry.digest.ct_eq(&presented);
+            // Eight bytes at a time: the words' differences folded into one, compared
+            // with zero in constant time.
+            let stored = words(&entry.digest);
+            let diff = (0..4).fold(0, |acc, w| acc | (stored[w] ^ presented[w]));
+            let same = diff.ct_eq(&0);
             index.conditional_assign(&(i as u64), same);
             found |= same;
         }

@@ -225,10 +225,12 @@ impl Days {
         (self.first.0..=self.last.0).map(Day)
     }
 
-    /// The first second of the range and the first second after it, in Unix seconds.
+    /// The first and the last second of the range, in Unix seconds. The last is inclusive: the
+    /// second after 2106-02-07 06:28:15, the last a `DateTime` holds, is no `DateTime`.
     pub(super) fn seconds(&self) -> (u32, u32) {
         let secs = |day: u32| u32::try_from(u64::from(day) * SECONDS_PER_DAY).unwrap_or(u32::MAX);
-        (secs(self.first.0), secs(self.last.0 + 1))
+        let end = (u64::from(self.last.0) + 1) * SECONDS_PER_DAY - 1;
+        (secs(self.first.0), u32::try_from(end).unwrap_or(u32::MAX))
     }
 }
 
@@ -382,7 +384,9 @@ mod tests {
             ["2024-02-29", "2024-03-01", "2024-03-02"]
         );
         assert_eq!(Days::ending(last, 0).len(), 1);
-        assert_eq!(days.seconds(), (1_709_164_800, 1_709_424_000));
+        assert_eq!(days.seconds(), (1_709_164_800, 1_709_423_999));
+        let end = Days::ending(Day(LAST_DAY), 1);
+        assert_eq!(end.seconds(), (LAST_DAY * 86_400, u32::MAX));
         assert!(days.contains(last) && !days.contains(last.add_days(1)));
         assert_eq!(
             serde_json::to_string(&days).unwrap(),

@@ -113,7 +113,7 @@ impl Source {
         if self.rollup {
             "day >= toDate(?) AND day <= toDate(?)"
         } else {
-            "inserted_at >= toDateTime(?) AND inserted_at < toDateTime(?)"
+            "inserted_at >= toDateTime(?) AND inserted_at <= toDateTime(?)"
         }
     }
 

@@ -47,13 +47,14 @@ pub(crate) enum Item {
 }
 
 impl Item {
-    fn into_queued(self) -> Queued {
+    /// The queued event; `None` for a capture whose route name is no event type.
+    fn into_queued(self) -> Option<Queued> {
         match self {
-            Self::Event(queued) => queued,
-            Self::Capture(capture) => Queued {
-                event: capture.into_event(),
-                ack: None,
-            },
+            Self::Event(queued) => Some(queued),
+            Self::Capture(capture) => capture
+                .into_event()
+                .ok()
+                .map(|event| Queued { event, ack: None }),
         }
     }
 }
@@ -159,6 +160,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[inline(always)]
     fn reserve(&self, n: usize) -> Result<usize, Rejected> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Rejected::Closed);
@@ -191,6 +193,9 @@ impl Shared {
         released + self.reserved.load(Ordering::Acquire) as u64
     }
 
+    // Inlined, like the rest of the enqueue, so that the item is built in place and
+    // copied once, into its slot.
+    #[inline(always)]
     fn push_reserved(&self, item: Item) {
         // A reserved slot is always free: the worker releases a reservation only after it
         // popped the item.
@@ -201,8 +206,19 @@ impl Shared {
 
     /// Takes the oldest event. Its slot stays reserved until [`release`](Self::release),
     /// so that the worker touches the shared counter once per batch, not once per event.
+    ///
+    /// A request's capture whose route name is no event type is counted in
+    /// [`Stats::dropped_invalid`] and its slot released at once.
     pub(crate) fn pop(&self) -> Option<Queued> {
-        self.queue.pop().map(Item::into_queued)
+        loop {
+            if let Some(queued) = self.queue.pop()?.into_queued() {
+                return Some(queued);
+            }
+            self.counters
+                .dropped_invalid
+                .fetch_add(1, Ordering::Relaxed);
+            self.release(1);
+        }
     }
 
     /// Frees `n` slots of events taken with [`pop`](Self::pop).
@@ -357,10 +373,12 @@ impl Analytics {
     }
 
     /// Enqueues a request's capture, as [`try_record`](Self::try_record) does an event.
+    #[inline(always)]
     pub(crate) fn try_capture(&self, capture: Capture) -> Result<(), Rejected> {
         self.enqueue(Item::Capture(capture))
     }
 
+    #[inline(always)]
     fn enqueue(&self, item: Item) -> Result<(), Rejected> {
         let shared = self.shared();
         match shared.reserve(1) {

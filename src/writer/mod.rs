@@ -38,13 +38,15 @@ mod config;
 mod handle;
 mod rest;
 mod sink;
-mod spool;
+pub(crate) mod spool;
 mod stats;
 mod worker;
 
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
 pub use rest::MAX_BATCH;
+#[doc(hidden)]
+pub use sink::EventRow;
 pub use spool::Fsync;
 pub use stats::Stats;
 pub use worker::Worker;
