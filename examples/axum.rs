@@ -10,13 +10,14 @@
 //!     -H 'authorization: Bearer <reporter token>' --data '{"accountId": 1, "event": "search"}'
 //! ```
 //!
-//! `Authorization: Bearer demo-<account id>` is the toy login: any such token authenticates
-//! as that account. Each request of an account becomes one row of `idp`.`events`, named
+//! `Authorization: Bearer demo-<account id>` is the toy login (a toy, do not copy it: any
+//! such token authenticates as that account). Each request of an account becomes one row of `idp`.`events`, named
 //! after its route (`/projects/{id}`); `/health` is left out. SIGTERM or Ctrl-C stops the
 //! server, and the events still queued are written before the process exits.
 //!
 //! The usage dashboard is at `/admin/analytics` (JSON at `/admin/analytics/inactive?days=7`
-//! and `/admin/analytics/accounts/{id}/usage`), for `Authorization: Bearer admin-demo`. An
+//! and `/admin/analytics/accounts/{id}/usage`), for `Authorization: Bearer <token>` with the
+//! token from `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`, for the demo only). An
 //! inactivity watch checks every minute for accounts quiet for a week
 //! (`IDP_ANALYTICS_QUIET_DAYS` overrides) and prints a line for each one, once.
 //!
@@ -25,13 +26,20 @@
 //! `demo` reporter with a fresh token is made and its token printed (on standard error).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `http://127.0.0.1:8123`; `https://` is checked against the platform's CAs and
+//! `SSL_CERT_FILE`), `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD` (default none: the server's
+//! `default` user), `RUST_LOG` (default `idp_analytics=info,warn`, on standard error),
+//! `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
 //! `IDP_ANALYTICS_CONFIRM_WRITES=1` (default off: the reporter answers `200` once the events
 //! are queued; with it, once they are in ClickHouse),
 //! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
 //! `scripts/load` to measure what the layer costs end to end; default on).
+//! `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`).
+//!
+//! The server is served with limits a public server needs (see `serve`): headers within
+//! 10 s, an answer within 30 s, at most 512 connections at once.
 //!
 //! As a resource server that owns no ClickHouse: `IDP_ANALYTICS_REPORT_TO=<url of another
 //! instance's /events>` and `IDP_ANALYTICS_REPORT_TOKEN=<one of its reporters' tokens>`. The
@@ -43,7 +51,10 @@
 //! with SIGKILL, start it again with ClickHouse reachable, stop it with SIGTERM: every
 //! request is in the table, once.
 
-use std::{collections::HashMap, convert::Infallible, error::Error, time::Duration};
+use std::{
+    collections::HashMap, convert::Infallible, error::Error, future::Future, pin::pin, sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -53,15 +64,32 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use idp_analytics::{
-    AccountId, Admin, Analytics, AnalyticsLayer, InactivityWatch, Notification, Reporters, Usage,
-    admin, clickhouse, reporter::REPORTERS_ENV, schema::Schema,
+    AccountId, Admin, Analytics, AnalyticsLayer, Connection, InactivityWatch, Notification,
+    Reporters, Usage, admin, reporter::REPORTERS_ENV, schema::Schema,
 };
 use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+
+/// How long a client may take to send a request's headers. Without it, a client that sends
+/// its headers a byte at a time holds a connection for ever (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take to be answered, its body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most connections open at once. Without a cap, idle connections use up the process's
+/// file descriptors and nothing else gets in, `/health` included; past it, new connections
+/// wait in the listen backlog until one closes (idle ones close after `HEADER_TIMEOUT`).
+/// Keep it below the file limit (`ulimit -n`).
+const MAX_CONNECTIONS: usize = 512;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let url = env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123");
+    init_logging();
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let port: u16 = env_or("PORT", "3000").parse()?;
 
@@ -69,24 +97,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let report_to = std::env::var("IDP_ANALYTICS_REPORT_TO").ok();
     let mut builder = match &report_to {
         Some(to) => Analytics::builder_reporting_to(to, env_or("IDP_ANALYTICS_REPORT_TOKEN", "")),
-        None => Analytics::builder(&url).with_schema(Schema::new(database, "events")?),
+        None => {
+            Analytics::builder_with(connection()?).with_schema(Schema::new(database, "events")?)
+        }
     };
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
-    let usage = Usage::new(
-        clickhouse::Client::default().with_url(&url),
-        analytics.schema().clone(),
-    );
     if report_to.is_some() {
         let app = app(analytics.clone(), None)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         println!("listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        serve(listener, app, shutdown_signal()).await;
         let report = analytics.shutdown(Duration::from_secs(10)).await;
         println!(
             "stopped: {} events reported at shutdown, {} left unreported, {} spool segments left",
@@ -96,6 +120,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
         return Ok(());
     }
+    // The writer's connection and tables: nothing configured twice.
+    let usage = analytics.usage();
     let app = app(analytics.clone(), Some((reporters()?, usage.clone())))?;
 
     // Be told, once, when an account goes quiet (and when it comes back).
@@ -112,9 +138,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve(listener, app, shutdown_signal()).await;
 
     // Every connection is closed: stop the watch and write what is still queued.
     watch.stop().await;
@@ -152,7 +176,9 @@ fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::
                 .with_confirm_writes(confirm)
                 .build()?
                 .into_router();
-            let dashboard = Admin::new(usage, admin::bearer("admin-demo")).into_router();
+            // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
+            let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
+            let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
             Ok((events, dashboard))
         })
         .transpose()?;
@@ -179,13 +205,64 @@ fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::
         );
     // After the layers: reports are recorded by the endpoint itself, and the dashboard
     // is not product usage.
-    Ok(match idp {
+    let app = match idp {
         Some((events, dashboard)) => app.merge(events).nest("/admin/analytics", dashboard),
         None => app,
-    })
+    };
+    // Every request, the reporter endpoint's and the dashboard's included.
+    Ok(app.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    )))
+}
+
+/// Serves `app` on `listener` until `signal`, then lets open requests finish (10 s at most).
+///
+/// `axum::serve` is simpler, but sets no header timeout and no connection cap, which a
+/// server open to the internet needs: hyper's `header_read_timeout` works only with a timer
+/// (`TokioTimer`), and the cap is a semaphore around `accept`.
+async fn serve(listener: tokio::net::TcpListener, app: Router, signal: impl Future<Output = ()>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = GracefulShutdown::new();
+    let mut signal = pin!(signal);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut signal => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    eprintln!("accept: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), connections.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("some connections were still open after 10 s");
+    }
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.
+/// A toy, do not copy: anyone can claim any account. Verify a real session or token here.
 async fn authenticate(mut request: Request, next: Next) -> Response {
     let account = request
         .headers()
@@ -229,7 +306,7 @@ async fn invoice(Caller(account): Caller, Path(id): Path<u64>) -> String {
 }
 
 /// Logs in as `?account=<id>`. The request has no account yet; the response carries it,
-/// and the login is recorded under it.
+/// and the login is recorded under it. A toy, do not copy: it checks no password.
 async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let Some(account) = params.get("account").and_then(|id| id.parse::<u64>().ok()) else {
         return (StatusCode::BAD_REQUEST, "usage: POST /login?account=<id>\n").into_response();
@@ -237,6 +314,32 @@ async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let mut response = format!("token: demo-{account}\n").into_response();
     response.extensions_mut().insert(AccountId(account));
     response
+}
+
+/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
+/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
+fn connection() -> idp_analytics::Result<Connection> {
+    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
+    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
+        connection = connection.with_user(user);
+    }
+    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
+        connection = connection.with_password(password);
+    }
+    connection.build()
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'
+/// warnings). The writer says there why it is paused, and when it resumes.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("idp_analytics=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn env_or(name: &str, default: &str) -> String {

@@ -11,35 +11,58 @@
 //!     -H 'authorization: Bearer <reporter token>' --data '{"accountId": 1, "event": "search"}'
 //! ```
 //!
-//! `Authorization: Bearer demo-<account id>` is the toy login. SIGTERM or Ctrl-C stops the
+//! `Authorization: Bearer demo-<account id>` is the toy login (a toy, do not copy it: any
+//! such token authenticates as that account). SIGTERM or Ctrl-C stops the
 //! server: open connections finish, then the events still queued are written. `/event` and
 //! `/events` are the reporter endpoint, served as a plain tower `Service`, with reporters
 //! from `IDP_ANALYTICS_REPORTERS` (`name:token,...`; when unset, a `demo` reporter with a
 //! fresh token, printed on standard error).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `CLICKHOUSE_URL` (default
-//! `http://127.0.0.1:8123`), `IDP_ANALYTICS_DATABASE` (default `idp`),
+//! `http://127.0.0.1:8123`; `https://` is checked against the platform's CAs and
+//! `SSL_CERT_FILE`), `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD` (default none: the server's
+//! `default` user), `RUST_LOG` (default `idp_analytics=info,warn`, on standard error),
+//! `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS`.
+//!
+//! Served with limits a public server needs: headers within 10 s (hyper's
+//! `header_read_timeout`, which needs a timer), an answer within 30 s, at most 512
+//! connections at once.
 
 use std::{convert::Infallible, error::Error, pin::pin, sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use idp_analytics::{
-    AccountId, Analytics, AnalyticsLayer, Reporter, Reporters, RouteName, reporter::REPORTERS_ENV,
-    schema::Schema,
+    AccountId, Analytics, AnalyticsLayer, Connection, Reporter, Reporters, RouteName,
+    reporter::REPORTERS_ENV, schema::Schema,
 };
 use tower::{ServiceBuilder, ServiceExt};
 
+/// How long a client may take to send a request's headers. Without it (and without a timer,
+/// which makes it work), a client that sends its headers a byte at a time holds a
+/// connection for ever (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take to be answered, its body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most connections open at once. Without a cap, idle connections use up the process's
+/// file descriptors and nothing else gets in, `/health` included; past it, new connections
+/// wait in the listen backlog until one closes. Keep it below the file limit (`ulimit -n`).
+const MAX_CONNECTIONS: usize = 512;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let url = env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123");
+    init_logging();
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let port: u16 = env_or("PORT", "3000").parse()?;
 
-    let analytics = Analytics::builder(url)
+    let analytics = Analytics::builder_with(connection()?)
         .with_schema(Schema::new(database, "events")?)
         .build()?;
 
@@ -59,12 +82,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let service = tower::service_fn(move |request: Request<Incoming>| {
         let report = matches!(request.uri().path(), "/event" | "/events");
         let (reporter, app) = (reporter.clone(), app.clone());
-        async move {
+        let answer = async move {
             Ok::<_, Infallible>(if report {
                 reporter.oneshot(request).await?.map(Either::Left)
             } else {
                 app.oneshot(request).await?.map(Either::Right)
             })
+        };
+        async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    let mut late = Response::new(Either::Right(Full::from("request timeout\n")));
+                    *late.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                    Ok(late)
+                }
+            }
         }
     });
 
@@ -72,27 +105,38 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("listening on http://{}", listener.local_addr()?);
 
     let connections = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut stop = pin!(shutdown_signal());
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
                     eprintln!("accept: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = &mut stop => break,
         };
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
-        );
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            );
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 eprintln!("connection: {error}");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -183,6 +227,7 @@ impl Router {
 }
 
 /// The toy login: `Authorization: Bearer demo-<account id>` authenticates as that account.
+/// A toy, do not copy: anyone can claim any account. Verify a real session or token here.
 fn authenticate<B>(mut request: Request<B>) -> Request<B> {
     let account = request
         .headers()
@@ -245,6 +290,32 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
+}
+
+/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
+/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
+fn connection() -> idp_analytics::Result<Connection> {
+    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
+    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
+        connection = connection.with_user(user);
+    }
+    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
+        connection = connection.with_password(password);
+    }
+    connection.build()
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'
+/// warnings). The writer says there why it is paused, and when it resumes.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("idp_analytics=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn env_or(name: &str, default: &str) -> String {

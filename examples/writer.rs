@@ -3,17 +3,22 @@
 //! ```sh
 //! scripts/clickhouse && cargo run --example writer
 //! ```
+//!
+//! Environment: `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`; `https://` is checked
+//! against the platform's CAs and `SSL_CERT_FILE`), `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`
+//! (default none), `RUST_LOG` (default `idp_analytics=info,warn`, on standard error),
+//! `IDP_ANALYTICS_DATABASE` (default `idp`).
 
 use std::time::Duration;
 
-use idp_analytics::{Analytics, Event, Source, schema::Schema};
+use idp_analytics::{Analytics, Connection, Event, Source, schema::Schema};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
-    let database = std::env::var("IDP_ANALYTICS_DATABASE").unwrap_or_else(|_| "idp".into());
+    init_logging();
+    let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let schema = Schema::new(database, "events")?;
-    let analytics = Analytics::builder(&url)
+    let analytics = Analytics::builder_with(connection()?)
         .with_schema(schema.clone())
         .build()?;
 
@@ -27,10 +32,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.written,
         report.unwritten.len()
     );
+    if let Some(reason) = analytics.stats().paused {
+        return Err(format!("the writer was paused: {reason}").into());
+    }
 
-    let client = clickhouse::Client::default()
-        .with_url(&url)
-        .with_validation(false);
+    // The writer's connection, with its credentials and certificates.
+    let client = analytics.connection().client().with_validation(false);
     let rows: Vec<(u64, String, u64)> = client
         .query(&format!(
             "SELECT account_id, event_type, uniqExact(event_id) FROM {} FINAL \
@@ -44,4 +51,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{account:>10}  {event_type:<20}  {n:>6}");
     }
     Ok(())
+}
+
+/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
+/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
+fn connection() -> idp_analytics::Result<Connection> {
+    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
+    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
+        connection = connection.with_user(user);
+    }
+    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
+        connection = connection.with_password(password);
+    }
+    connection.build()
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'
+/// warnings). The writer says there why it is paused, and when it resumes.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("idp_analytics=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }

@@ -98,6 +98,16 @@ pub enum InvalidEvent {
     /// The event type contains a control character.
     #[error("event type contains a control character at byte {0}")]
     TypeControlChar(usize),
+    /// The event type contains an invisible character that changes how text reads: a
+    /// format character (bidi controls, zero-width characters, the byte order mark) or a
+    /// line or paragraph separator.
+    #[error("event type contains an invisible character (U+{code:04X}) at byte {at}")]
+    TypeInvisibleChar {
+        /// Where it is, in bytes.
+        at: usize,
+        /// Its code point.
+        code: u32,
+    },
     /// The source name is empty, too long or contains a control character.
     #[error("source name must be 1 to {max} bytes without control characters")]
     BadSource {

@@ -72,8 +72,24 @@ impl fmt::Display for Source {
     }
 }
 
-/// Checks an event type: 1 to [`MAX_EVENT_TYPE_LEN`] bytes of UTF-8, no control characters.
+/// Checks an event type: 1 to [`MAX_EVENT_TYPE_LEN`] bytes of UTF-8, without control
+/// characters, format characters (Unicode category Cf: bidi controls, zero-width characters,
+/// the byte order mark) or line and paragraph separators, any of which can make two
+/// different types read the same.
+///
+/// An event stores its type in Unicode Normalization Form C, so that `café` is one type
+/// however it was typed; the length limit applies to the text as given and as normalized.
 pub fn validate_event_type(event_type: &str) -> Result<(), InvalidEvent> {
+    validate(event_type).map(|_| ())
+}
+
+/// What [`validate`] found: printable ASCII (stored as is), or other text.
+enum Checked {
+    Ascii,
+    Unicode,
+}
+
+fn validate(event_type: &str) -> Result<Checked, InvalidEvent> {
     if event_type.is_empty() {
         return Err(InvalidEvent::EmptyType);
     }
@@ -85,12 +101,41 @@ pub fn validate_event_type(event_type: &str) -> Result<(), InvalidEvent> {
     }
     // Printable ASCII, by far the most common, is checked eight bytes at a time.
     if printable_ascii(event_type.as_bytes()) {
-        return Ok(());
+        return Ok(Checked::Ascii);
     }
     if let Some((at, _)) = event_type.char_indices().find(|(_, c)| c.is_control()) {
         return Err(InvalidEvent::TypeControlChar(at));
     }
-    Ok(())
+    // Only text with non-ASCII characters gets this far.
+    if let Some((at, c)) = event_type.char_indices().find(|(_, c)| is_invisible(*c)) {
+        return Err(InvalidEvent::TypeInvisibleChar {
+            at,
+            code: u32::from(c),
+        });
+    }
+    Ok(Checked::Unicode)
+}
+
+/// A format character (Cf) or a line or paragraph separator (Zl, Zp).
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    !c.is_ascii()
+        && matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
+/// `text` in Normalization Form C: borrowed when it is already.
+fn nfc(text: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization as _, is_nfc_quick};
+    match is_nfc_quick(text.chars()) {
+        IsNormalized::Yes => text.into(),
+        _ if unicode_normalization::is_nfc(text) => text.into(),
+        _ => text.nfc().collect::<String>().into(),
+    }
 }
 
 /// Whether every byte is printable ASCII (`0x20..=0x7e`), eight bytes at a time.
@@ -294,9 +339,21 @@ pub(crate) enum EventType {
 
 impl EventType {
     /// Validates `text` (see [`validate_event_type`]) and copies it.
+    /// Text other than printable ASCII is stored in NFC.
     pub(crate) fn checked(text: &str) -> Result<Self, InvalidEvent> {
-        validate_event_type(text)?;
-        Ok(Self::new(text))
+        match validate(text)? {
+            Checked::Ascii => Ok(Self::new(text)),
+            Checked::Unicode => {
+                let normal = nfc(text);
+                if normal.len() > MAX_EVENT_TYPE_LEN {
+                    return Err(InvalidEvent::TypeTooLong {
+                        len: normal.len(),
+                        max: MAX_EVENT_TYPE_LEN,
+                    });
+                }
+                Ok(Self::new(&normal))
+            }
+        }
     }
 
     fn new(text: &str) -> Self {
@@ -415,6 +472,45 @@ mod tests {
         );
         assert!(Event::new(1, "'); DROP TABLE events; --").is_ok());
         assert!(Event::new(1, "/projects/{id}").is_ok());
+    }
+
+    #[test]
+    fn invisible_characters_are_refused() {
+        for (text, at, code) in [
+            ("/projects/\u{200b}{id}", 10, 0x200b), // zero-width space
+            ("/projects/{id}\u{202e}", 14, 0x202e), // right-to-left override
+            ("\u{feff}search", 0, 0xfeff),          // byte order mark
+            ("a\u{2028}b", 1, 0x2028),              // line separator
+            ("a\u{2029}b", 1, 0x2029),              // paragraph separator
+            ("caf\u{e9}\u{2066}", 5, 0x2066),       // left-to-right isolate
+        ] {
+            assert_eq!(
+                Event::new(1, text).unwrap_err(),
+                InvalidEvent::TypeInvisibleChar { at, code },
+                "{text:?}"
+            );
+            assert!(validate_event_type(text).is_err());
+        }
+        // Letters of any script, and symbols, are fine.
+        for text in ["café", "поиск", "検索", "€ export", "naïve/ürl"] {
+            assert_eq!(Event::new(1, text).unwrap().event_type(), text);
+        }
+    }
+
+    #[test]
+    fn event_types_are_stored_in_nfc() {
+        let composed = "caf\u{e9}";
+        let decomposed = "cafe\u{301}";
+        assert_ne!(composed, decomposed);
+        assert_eq!(Event::new(1, decomposed).unwrap().event_type(), composed);
+        assert_eq!(Event::new(1, composed).unwrap().event_type(), composed);
+        // Hangul jamo compose into one syllable: shorter, never longer, here.
+        assert_eq!(
+            Event::new(1, "\u{1100}\u{1161}").unwrap().event_type(),
+            "\u{ac00}"
+        );
+        // ASCII is never touched.
+        assert_eq!(Event::new(1, "/a/{b}").unwrap().event_type(), "/a/{b}");
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! - [`Analytics`]: a cheap handle to an async, batching ClickHouse writer with a bounded
 //!   queue, retries that never duplicate, and a flush on shutdown.
 //! - [`Event`]: one usage event of one account, validated when it is made.
+//! - [`Connection`]: one ClickHouse connection (URLs, user, password, TLS roots, timeouts)
+//!   that the writer, [`Usage`], the watch and the admin router all make their clients from;
+//!   `https://` through rustls.
 //! - [`reporter`]: `POST /event` and `POST /events` for services that report usage over REST,
 //!   each with its own bearer token; an axum router or a tower service.
 //! - [`schema`]: the events table, the per-account daily rollup that feeds usage queries,
@@ -67,6 +70,8 @@
 //!         .layer(middleware::from_fn(authenticate));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     // No header-read timeout, no request timeout, no connection cap: on a public port,
+//!     // serve as `examples/axum.rs` does.
 //!     axum::serve(listener, app).await?;
 //!     analytics.shutdown(Duration::from_secs(10)).await;
 //!     Ok(())
@@ -77,6 +82,11 @@
 //!
 //! - `axum` (default): names events after axum's `MatchedPath`. Without it the crate does
 //!   not depend on axum, and events are named by a [`RouteName`] extension or a closure.
+//! - `rustls` (default): `https://` URLs, through rustls with the platform's root
+//!   certificates, `SSL_CERT_FILE` and any CA added to the [`Connection`]. Without it an
+//!   `https://` URL is refused when a connection is built.
+//! - `metrics`: the writer's counters, gauges and insert latency through the `metrics`
+//!   facade, for any exporter (see [`writer`]'s metrics table).
 
 pub mod account;
 #[cfg(feature = "axum")]
@@ -85,6 +95,7 @@ pub mod admin;
 pub mod bench;
 pub mod canary;
 mod clock;
+pub mod connection;
 pub mod error;
 pub mod event;
 mod future;
@@ -107,6 +118,7 @@ pub use canary::{
     CheckReport, InactivityWatch, Notification, NotificationKind, Notifier, WatchHandle,
     WebhookNotifier,
 };
+pub use connection::{Connection, ConnectionBuilder};
 pub use error::{BoxError, Error, InvalidEvent, Rejected, Result};
 pub use event::{Event, Source};
 pub use future::ResponseFuture;

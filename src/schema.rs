@@ -149,6 +149,12 @@ impl ServerVersion {
     pub fn supports_insert_deduplication_token(self) -> bool {
         self >= Self::new(22, 2, 0)
     }
+
+    /// Whether the server knows the `async_insert` setting (from 21.11). Older servers
+    /// refuse an unknown setting (code 115), so it is sent only to those that know it.
+    pub fn supports_async_insert(self) -> bool {
+        self >= Self::new(21, 11, 0)
+    }
 }
 
 impl fmt::Display for ServerVersion {

@@ -307,6 +307,198 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
     assert_eq!(types[0]["eventType"], "search");
 }
 
+/// Without a token, no path says whether it exists: an unknown path gets the same `401`
+/// (JSON, with `WWW-Authenticate`) as a known one. With it, refusals are JSON too, and every
+/// JSON answer says `nosniff`.
+#[tokio::test]
+async fn admin_guards_every_path_and_refuses_in_json() {
+    let schema = prepare_database!().await;
+    common::write(
+        &schema,
+        vec![common::event_at(1, "search", SystemTime::now())],
+    )
+    .await;
+    let app = app(&schema, Vec::new());
+    for uri in [
+        "/admin/analytics/nope",
+        "/admin/analytics/accounts/1/nope",
+        "/admin/analytics/inactive",
+    ] {
+        let (status, headers, body) = get(&app, uri, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer", "{uri}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert_eq!(body, r#"{"error":"unauthorized"}"#, "{uri}");
+    }
+    let (status, headers, body) = get(&app, "/admin/analytics/nope", Some("admin-demo")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(body, r#"{"error":"not found"}"#);
+    for id in ["x", "-1", "18446744073709551616"] {
+        let uri = format!("/admin/analytics/accounts/{id}/usage");
+        let (status, headers, body) = get(&app, &uri, Some("admin-demo")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            json["error"].as_str().unwrap().contains("account id"),
+            "{body}"
+        );
+    }
+    for uri in [
+        "/admin/analytics/inactive",
+        "/admin/analytics/accounts/1/usage",
+        "/admin/analytics/inactive?days=0",
+        "/admin/analytics/nope",
+    ] {
+        let (_, headers, _) = get(&app, uri, Some("admin-demo")).await;
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+    }
+}
+
+/// The longest quiet threshold neither panics the page nor skips the range check of
+/// `/inactive`'s default.
+#[tokio::test]
+async fn admin_takes_any_quiet_threshold() {
+    let schema = prepare_database!().await;
+    common::write(
+        &schema,
+        vec![common::event_at(1, "search", SystemTime::now())],
+    )
+    .await;
+    for threshold in [
+        Duration::MAX,
+        Duration::ZERO,
+        Duration::from_secs(u64::MAX / 2),
+    ] {
+        let usage = Usage::new(common::client(), schema.clone());
+        let app = Router::new().nest(
+            "/admin/analytics",
+            Admin::new(usage, admin::bearer("admin-demo"))
+                .with_quiet_after(threshold)
+                .into_router(),
+        );
+        for uri in ["/admin/analytics", "/admin/analytics/inactive"] {
+            let (status, _, body) = get(&app, uri, Some("admin-demo")).await;
+            assert_eq!(status, StatusCode::OK, "{threshold:?} {uri}: {body}");
+        }
+    }
+}
+
+/// `GET /inactive` lists at most `limit` accounts, and its `Link` header leads to the next
+/// page until every quiet account has been listed once, in order; the page shows the count
+/// of all of them and the first rows.
+#[tokio::test]
+async fn admin_pages_through_inactive_accounts() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    // 25 accounts quiet for 10 to 34 days; three of them at the same second; one active.
+    let mut events: Vec<Event> = (0..25u64)
+        .map(|i| {
+            let ago = if i < 3 {
+                10 * DAY
+            } else {
+                (10 + i as u32) * DAY
+            };
+            common::event_at(100 + i, "search", now - ago)
+        })
+        .collect();
+    events.push(common::event_at(1, "search", now));
+    common::write(&schema, events).await;
+    for known in [
+        Vec::new(),
+        vec![
+            KnownAccount::new(7, now - 40 * DAY),
+            KnownAccount::new(8, now - 50 * DAY),
+        ],
+    ] {
+        let app = app(&schema, known.clone());
+        let all = get_json(&app, "/admin/analytics/inactive?days=7").await;
+        let all = all.as_array().unwrap().clone();
+        assert_eq!(all.len(), 25 + known.len());
+        let mut paged = Vec::new();
+        let mut uri = "/admin/analytics/inactive?days=7&limit=4".to_owned();
+        for _ in 0..20 {
+            let (status, headers, body) = get(&app, &uri, Some("admin-demo")).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            let page: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            assert!(page.len() <= 4);
+            paged.extend(page);
+            let Some(link) = headers.get(header::LINK) else {
+                break;
+            };
+            let link = link.to_str().unwrap();
+            let next = link
+                .strip_prefix("<")
+                .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                .unwrap_or_else(|| panic!("{link}"));
+            uri = format!("/admin/analytics/inactive{next}");
+        }
+        assert_eq!(paged, all);
+        let (status, _, _) = get(
+            &app,
+            "/admin/analytics/inactive?limit=0",
+            Some("admin-demo"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, _) = get(
+            &app,
+            "/admin/analytics/inactive?after=x_y",
+            Some("admin-demo"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    // The page: 5 rows of 25, the count of all.
+    let usage = Usage::new(common::client(), schema.clone());
+    let app = Router::new().nest(
+        "/admin/analytics",
+        Admin::new(usage, admin::bearer("admin-demo"))
+            .with_quiet_rows(5)
+            .into_router(),
+    );
+    let (status, _, html) = get(&app, "/admin/analytics", Some("admin-demo")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<b id=\"quiet-count\">25</b>"), "{html}");
+    let quiet = html.split("id=\"quiet-accounts\"").nth(1).unwrap();
+    let quiet = quiet.split("</table>").next().unwrap();
+    assert_eq!(quiet.matches("<tr data-account=").count(), 5, "{quiet}");
+    assert!(html.contains("And 20 more"), "{html}");
+}
+
+/// A ClickHouse that accepts and never answers: the admin router answers `504` as JSON
+/// after the query timeout.
+#[tokio::test]
+async fn admin_answers_504_when_clickhouse_does_not_answer() {
+    let url = common::black_hole().await;
+    let usage = Usage::new(
+        clickhouse::Client::default().with_url(url),
+        Schema::new("db", "events").unwrap(),
+    )
+    .with_query_timeout(Duration::from_millis(500));
+    let app = Router::new().nest(
+        "/admin/analytics",
+        Admin::new(usage, admin::bearer("admin-demo")).into_router(),
+    );
+    for uri in [
+        "/admin/analytics/inactive",
+        "/admin/analytics/accounts/1/usage",
+        "/admin/analytics",
+    ] {
+        let (status, headers, body) =
+            tokio::time::timeout(Duration::from_secs(60), get(&app, uri, Some("admin-demo")))
+                .await
+                .unwrap_or_else(|_| panic!("{uri}: no answer after 60 s"));
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{uri}: {body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body, r#"{"error":"ClickHouse did not answer within 500ms"}"#,
+            "{uri}"
+        );
+    }
+}
+
 /// Chromium from Debian's `chromium` package (or `CHROMIUM`), or a loud failure.
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM") {

@@ -547,3 +547,55 @@ async fn canary_watch_posts_to_a_webhook() {
     assert!(watch.check().await.unwrap().delivered.is_empty());
     assert_eq!(server.requests.lock().unwrap().len(), 1);
 }
+
+/// A watch whose check is stuck on a ClickHouse that accepts and never answers still stops
+/// when asked, so that a shutdown goes on to flush the writer.
+#[tokio::test]
+async fn watch_stops_while_clickhouse_does_not_answer() {
+    let url = common::black_hole().await;
+    let usage = Usage::new(
+        clickhouse::Client::default().with_url(url),
+        Schema::new("db", "events").unwrap(),
+    );
+    let checks = Arc::new(AtomicUsize::new(0));
+    let counted = checks.clone();
+    let watch = InactivityWatch::builder(usage, move |_: Notification| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::io::Error>(()) }
+    })
+    .build()
+    .unwrap();
+    let handle = watch.spawn();
+    // Let the first check start and block on the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!handle.is_finished());
+    tokio::time::timeout(Duration::from_secs(30), handle.stop())
+        .await
+        .expect("the watch did not stop within 30 s");
+    assert_eq!(checks.load(Ordering::SeqCst), 0);
+}
+
+/// A notifier that never answers holds a check no longer than its claim timeout: the
+/// notification is failed, to be tried again at the next check.
+#[tokio::test]
+async fn watch_check_ends_at_its_deadline_with_a_stuck_notifier() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(&schema, vec![common::event_at(1, "search", now - 8 * DAY)]).await;
+    let watch = InactivityWatch::builder(
+        Usage::new(common::client(), schema.clone()),
+        |_: Notification| std::future::pending::<Result<(), std::io::Error>>(),
+    )
+    .with_threshold(7 * DAY)
+    .with_settle_delay(Duration::from_millis(300))
+    .with_claim_timeout(Duration::from_secs(2))
+    .build()
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), watch.check())
+        .await
+        .expect("the check still waits on its notifier after 60 s")
+        .unwrap();
+    assert_eq!(report.inactive, 1);
+    assert!(report.delivered.is_empty());
+    assert_eq!(report.failed.len(), 1);
+}

@@ -710,6 +710,39 @@ async fn reporter_refuses_bad_event_names() {
     h.finish_with_control(999_999, &longest).await;
 }
 
+/// Event types that would read like another are refused (zero-width and bidi characters),
+/// and the two ways of typing `café` are one type in the table.
+#[tokio::test]
+async fn reporter_refuses_look_alike_event_types_and_stores_nfc() {
+    let h = Harness::new(prepare_database!().await).await;
+    for name in [
+        "/projects/\u{200b}{id}",
+        "/projects/{id}\u{202e}",
+        "\u{feff}x",
+        "a\u{2028}b",
+    ] {
+        let body = json!({"accountId": 1, "event": name}).to_string();
+        let reply = h.send(post("/event", body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+        assert!(
+            reply.message().contains("invisible character"),
+            "{}",
+            reply.message()
+        );
+    }
+    h.assert_nothing_taken();
+    let batch = json!([
+        {"accountId": 7, "event": "caf\u{e9}"},
+        {"accountId": 7, "event": "cafe\u{301}"},
+    ]);
+    let reply = h.send(post("/events", batch.to_string())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    h.analytics.shutdown(Duration::from_secs(30)).await;
+    let rows = rows(&h.schema).await;
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    assert_eq!(types, ["caf\u{e9}", "caf\u{e9}"]);
+}
+
 #[tokio::test]
 async fn reporter_names_unknown_fields() {
     let h = Harness::new(prepare_database!().await).await;
@@ -744,6 +777,58 @@ async fn reporter_names_unknown_fields() {
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.message(), "field event is given more than once");
+    h.assert_nothing_taken();
+    h.finish().await;
+}
+
+/// The answer to a body of repeated unknown fields stays small: the problems of an item and
+/// the items of a batch are capped, the rest counted.
+#[tokio::test]
+async fn reporter_answers_a_flood_of_bad_fields_briefly() {
+    let h = Harness::new(prepare_database!().await).await;
+    let limit = 1024 * 1024;
+    // One item of 1 MiB: `[{"a":0,"a":0,...}]`.
+    let mut one = String::from(r#"[{"a":0"#);
+    while one.len() < limit - 16 {
+        one.push_str(r#","a":0"#);
+    }
+    one.push_str("}]");
+    // A thousand items of about 1 KiB each, every one with a hundred unknown fields.
+    let item = format!("{{{}}}", vec![r#""a":0"#; 170].join(","));
+    let many = format!("[{}]", vec![item.as_str(); 1000].join(","));
+    assert!(many.len() <= limit, "{}", many.len());
+    for (body, items) in [(one, 1), (many, 1000)] {
+        let reply = h.send(post("/events", body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            reply.text.len() <= 16 * 1024,
+            "{} bytes: {}...",
+            reply.text.len(),
+            &reply.text[..500.min(reply.text.len())]
+        );
+        let message = reply.message();
+        assert!(
+            message.starts_with(&format!("{items} of {items} events")),
+            "{message}"
+        );
+        let listed = reply.body["errors"].as_array().unwrap();
+        assert!(!listed.is_empty() && listed.len() <= 20, "{}", listed.len());
+        let first = listed[0]["message"].as_str().unwrap();
+        assert!(first.contains("more problems"), "{first}");
+        if items > 1 {
+            assert!(message.ends_with("; the first 20 are listed"), "{message}");
+        }
+        eprintln!("{items} item(s): a {} byte answer", reply.text.len());
+    }
+    // A single event too.
+    let mut single = String::from(r#"{"accountId":1,"event":"x""#);
+    while single.len() < 60_000 {
+        single.push_str(r#","a":0"#);
+    }
+    single.push('}');
+    let reply = h.send(post("/event", single)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.len() < 1024, "{}", reply.text);
     h.assert_nothing_taken();
     h.finish().await;
 }
@@ -1088,6 +1173,62 @@ async fn reporter_serves_an_axum_app_over_tcp() {
             (3, "import", "billing")
         ]
     );
+}
+
+/// A client that sends its body a byte at a time, slower than the body timeout allows, gets
+/// `408` and the connection is closed; nothing is recorded.
+#[tokio::test]
+async fn reporter_answers_408_to_a_body_that_trickles_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let schema = prepare_database!().await;
+    let analytics = Analytics::builder(common::url())
+        .with_schema(schema.clone())
+        .build()
+        .unwrap();
+    let app = Reporter::builder(analytics.clone(), reporters())
+        .with_body_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .into_router::<()>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let body = r#"{"accountId": 1, "event": "slow"}"#;
+    let head = format!(
+        "POST /event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {TOKEN}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 300 ms: the whole body would take 10 s.
+    let trickle = tokio::spawn(async move {
+        for byte in body.as_bytes() {
+            if write.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        write
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .expect("the server still holds the connection after 30 s")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"message":"the body did not arrive within 1 second"}"#),
+        "{answer}"
+    );
+    trickle.abort();
+    server.abort();
+    assert_eq!(analytics.stats().enqueued, 0);
+    let report = analytics.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.written, 0);
 }
 
 #[tokio::test]

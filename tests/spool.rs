@@ -383,6 +383,119 @@ async fn spool_unwritable_directory_is_a_clear_error() {
     assert!(err.to_string().starts_with("spool: "), "{err}");
 }
 
+/// The spool's directory and files are the process user's alone, and a directory another
+/// user owns or could write is refused before anything is read from it: a segment planted
+/// there would be replayed as events.
+#[tokio::test]
+async fn spool_is_private_and_refuses_a_directory_others_can_write() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let schema = prepare_database!().await;
+    let proxy = Proxy::start(&common::url()).await;
+    proxy.set(Mode::Down);
+    let dir = common::temp_dir("spool-private").join("spool");
+    let first = builder(&proxy, &schema, &dir).build().unwrap();
+    for event in events(300, "search") {
+        first.try_record(event).unwrap();
+    }
+    first.shutdown(Duration::from_millis(500)).await;
+    drop(first);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("spool.lock")), 0o600);
+    let files = common::segments(&dir);
+    assert!(!files.is_empty());
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+
+    // Writable by the group: refused, and the segments in it are left alone.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let err = builder(&proxy, &schema, &dir).build().unwrap_err();
+    assert!(matches!(err, idp_analytics::Error::Spool(_)), "{err:?}");
+    assert!(err.to_string().contains("group or by others"), "{err}");
+    assert_eq!(common::segments(&dir), files);
+
+    // Owned by another user (the tests run as root, who can give it away).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let me = std::fs::metadata(&dir).unwrap().uid();
+    std::os::unix::fs::chown(&dir, Some(me + 1000), None).unwrap();
+    let err = builder(&proxy, &schema, &dir).build().unwrap_err();
+    assert!(err.to_string().contains("is owned by user"), "{err}");
+    std::os::unix::fs::chown(&dir, Some(me), None).unwrap();
+
+    // Through a symbolic link: refused.
+    let link = dir.with_extension("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let err = builder(&proxy, &schema, &link).build().unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+
+    // Its own directory again: everything is replayed.
+    proxy.set(Mode::Forward);
+    let second = builder(&proxy, &schema, &dir).build().unwrap();
+    wait(&second, "the replay", |s| s.written == 300).await;
+    second.shutdown(Duration::from_secs(30)).await;
+    assert_exact(&schema, 300).await;
+}
+
+/// Files named like segments that are no segment (a link to `/dev/zero`, a FIFO, a file
+/// longer than a segment can be) are left alone and never read: the replay of the real
+/// segments goes on, memory stays put, and nothing blocks. A lock file linked elsewhere
+/// creates nothing there.
+#[tokio::test]
+async fn spool_replay_skips_links_fifos_and_oversized_files() {
+    let schema = prepare_database!().await;
+    let proxy = Proxy::start(&common::url()).await;
+    proxy.set(Mode::Down);
+    let dir = common::temp_dir("spool-planted");
+    let first = builder(&proxy, &schema, &dir).build().unwrap();
+    for event in events(300, "search") {
+        first.try_record(event).unwrap();
+    }
+    first.shutdown(Duration::from_millis(500)).await;
+    drop(first);
+    let real = common::segments(&dir);
+    assert!(!real.is_empty());
+
+    std::os::unix::fs::symlink("/dev/zero", dir.join("00000000000000f0.seg")).unwrap();
+    let fifo = dir.join("00000000000000f1.seg");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // 64 KiB batches: a segment is never 4 MiB long.
+    std::fs::write(dir.join("00000000000000f2.seg"), vec![0x5e; 4 << 20]).unwrap();
+    let planted = common::segments(&dir).len() - real.len();
+    assert_eq!(planted, 3);
+
+    let before = common::resident_bytes();
+    proxy.set(Mode::Forward);
+    let second = builder(&proxy, &schema, &dir).build().unwrap();
+    wait(&second, "the replay", |s| s.written == 300).await;
+    let grew = common::resident_bytes().saturating_sub(before);
+    eprintln!(
+        "resident memory grew by {} KiB during the replay",
+        grew / 1024
+    );
+    assert!(grew < 256 << 20, "{grew} bytes");
+    assert_eq!(second.stats().replayed, 300);
+    second.shutdown(Duration::from_secs(30)).await;
+    drop(second);
+    assert_exact(&schema, 300).await;
+    // The planted files are still there: left alone, not read, not removed.
+    assert_eq!(common::segments(&dir).len(), planted);
+
+    // A lock file that is a link to somewhere else: refused, nothing created there.
+    let fresh = common::temp_dir("spool-lock-link");
+    let outside = common::temp_dir("spool-lock-outside");
+    std::os::unix::fs::symlink(outside.join("created"), fresh.join("spool.lock")).unwrap();
+    let err = builder(&proxy, &schema, &fresh).build().unwrap_err();
+    assert!(matches!(err, idp_analytics::Error::Spool(_)), "{err:?}");
+    assert!(!outside.join("created").exists());
+}
+
 /// A tiny tmpfs, mounted for the test and unmounted when dropped.
 struct TinyDisk(std::path::PathBuf);
 
@@ -390,7 +503,8 @@ impl TinyDisk {
     fn mount(bytes: u64) -> Self {
         let dir = common::temp_dir("tiny-disk");
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            // A spool must be private: the tmpfs root is 0700, not tmpfs's 1777.
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700")])
             .arg("tmpfs")
             .arg(&dir)
             .status()

@@ -467,3 +467,68 @@ async fn usage_counts_the_last_day_a_datetime_holds() {
         assert_eq!(got.last_seen, Some(end));
     }
 }
+
+/// A server that accepts and never answers: every question fails with `Error::Timeout`
+/// after the query timeout instead of waiting for ever.
+#[tokio::test]
+async fn usage_questions_time_out_when_clickhouse_does_not_answer() {
+    let url = common::black_hole().await;
+    let client = clickhouse::Client::default().with_url(url);
+    let usage = Usage::new(client, Schema::new("db", "events").unwrap())
+        .with_query_timeout(Duration::from_millis(500));
+    let week = Days::ending_today(7);
+    let since = SystemTime::now() - Duration::from_secs(86_400);
+    let outcomes = tokio::time::timeout(Duration::from_secs(60), async {
+        vec![
+            usage.account(1, week).await.map(drop),
+            usage.inactive_accounts(since, &[]).await.map(drop),
+            usage
+                .inactive_accounts_page(since, &[], None, 10)
+                .await
+                .map(drop),
+            usage.top_accounts(week, 10).await.map(drop),
+            usage.last_seen().await.map(drop),
+        ]
+    })
+    .await
+    .expect("a question still waits after 60 s");
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Err(idp_analytics::Error::Timeout(d)) if d == Duration::from_millis(500)),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// Days near the end of `DateTime` (2106-02-07) are read like any other: on 18.16 a date
+/// string from 2106-01-01 on means `0000-00-00`, and a range ending there found nothing.
+#[tokio::test]
+async fn usage_ranges_that_end_in_2106() {
+    let schema = prepare_database!().await;
+    let december: Day = "2105-12-15".parse().unwrap();
+    let january: Day = "2106-01-20".parse().unwrap();
+    common::write(
+        &schema,
+        vec![
+            common::event_at(1, "search", at(december, 60)),
+            common::event_at(1, "search", at(january, 60)),
+        ],
+    )
+    .await;
+    let day = |s: &str| s.parse::<Day>().unwrap();
+    for usage in both(&schema).await {
+        let read = usage.read_from();
+        for (from, to, expected) in [
+            ("2105-12-01", "2106-01-01", 1),
+            ("2106-01-01", "2106-02-07", 1),
+            ("2105-12-01", "2106-02-07", 2),
+        ] {
+            let days = Days::new(day(from), day(to)).unwrap();
+            let account = usage.account(1, days).await.unwrap();
+            assert_eq!(account.total_events, expected, "{read:?} {from}..{to}");
+            let active = usage.active_accounts(days, Period::Day).await.unwrap();
+            let total: u64 = active.iter().map(|a| a.accounts).sum();
+            assert_eq!(total, expected, "{read:?} {from}..{to}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
@@ -33,7 +33,10 @@ struct Page {
     pub(super) days: Days,
     pub(super) quiet_after: Duration,
     pub(super) daily: Vec<ActiveAccounts>,
+    /// The first [`quiet_rows`](Self::quiet_rows) quiet accounts.
     pub(super) quiet: Vec<InactiveAccount>,
+    /// How many accounts are quiet in all.
+    pub(super) quiet_total: u64,
     pub(super) quiet_rows: usize,
     pub(super) top: Vec<AccountActivity>,
     pub(super) types: Vec<EventTypeCount>,
@@ -94,14 +97,20 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
     let now = SystemTime::now();
     let days = Days::ending(Day::of(now), admin.chart_days);
     let known = admin.known().await?;
-    let since = now - admin.quiet_after;
-    let (daily, quiet, top, types) = futures::future::try_join4(
+    let since = now.checked_sub(admin.quiet_after).unwrap_or(UNIX_EPOCH);
+    let (daily, quiet, quiet_total, (top, types)) = futures::future::try_join4(
         admin.usage.active_accounts(days, Period::Day),
-        admin.usage.inactive_accounts(since, &known),
-        admin.usage.top_accounts(days, admin.top_accounts),
-        admin.usage.top_event_types(days, 10),
+        admin
+            .usage
+            .inactive_accounts_page(since, &known, None, admin.quiet_rows),
+        admin.usage.count_inactive(since, &known),
+        futures::future::try_join(
+            admin.usage.top_accounts(days, admin.top_accounts),
+            admin.usage.top_event_types(days, 10),
+        ),
     )
     .await?;
+    let quiet = quiet.accounts;
     let mut at_risk = admin.detector.detect(&admin.usage, now, &known).await?;
     at_risk.truncate(admin.quiet_rows);
     let risk_days = Days::ending(Day::of(now), admin.detector.charted_days());
@@ -119,6 +128,7 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
         quiet_after: admin.quiet_after,
         daily,
         quiet,
+        quiet_total,
         quiet_rows: admin.quiet_rows,
         top,
         types,
@@ -198,7 +208,7 @@ fn render(page: &Page) -> String {
             ", {}",
             escape(&p.start.to_string())
         )),
-        quiet = page.quiet.len(),
+        quiet = page.quiet_total,
     );
     chart(&mut html, &page.daily);
     html.push_str("</section>");
@@ -243,11 +253,11 @@ fn render(page: &Page) -> String {
         html.push_str("<tr><td colspan=\"5\" class=\"none\">No quiet account.</td></tr>");
     }
     html.push_str("</tbody></table>");
-    if page.quiet.len() > page.quiet_rows {
+    if page.quiet_total > page.quiet.len() as u64 {
         let _ = write!(
             html,
             "<p class=\"sub\">And {} more: see <code>inactive?days={quiet_days}</code>.</p>",
-            page.quiet.len() - page.quiet_rows
+            page.quiet_total - page.quiet.len() as u64
         );
     }
     html.push_str("</section>");
@@ -398,6 +408,7 @@ mod tests {
                     signed_up: None,
                 },
             ],
+            quiet_total: 2,
             quiet_rows: 100,
             top: vec![AccountActivity {
                 account_id: 1,

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
@@ -27,7 +27,7 @@ use crate::usage::{
 use crate::{
     canary::Detector,
     error::{Error, Result},
-    usage::{Day, Days, KnownAccount, KnownAccounts, Period, Usage},
+    usage::{Day, Days, InactiveCursor, KnownAccount, KnownAccounts, Period, Usage},
 };
 
 use super::page::page;
@@ -58,22 +58,24 @@ impl std::fmt::Debug for Admin {
 }
 
 /// A guard that lets a request in when it carries `Authorization: Bearer <token>`. The
-/// token is compared in constant time.
+/// BLAKE3 digests of the header and of the expected value are compared in constant time,
+/// so that neither the token nor its length can be learnt from how long a refusal takes.
 pub fn bearer(token: impl Into<String>) -> impl Fn(&Parts) -> bool + Clone + Send + Sync + 'static {
-    let expected: Arc<[u8]> = format!("Bearer {}", token.into()).into_bytes().into();
+    use subtle::ConstantTimeEq;
+    let expected: [u8; 32] =
+        *blake3::hash(format!("Bearer {}", token.into()).as_bytes()).as_bytes();
     move |parts: &Parts| {
         let Some(given) = parts.headers.get(header::AUTHORIZATION) else {
             return false;
         };
-        let given = given.as_bytes();
-        given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        let given: [u8; 32] = *blake3::hash(given.as_bytes()).as_bytes();
+        given.ct_eq(&expected).into()
     }
 }
+
+/// The longest [quiet threshold](Admin::with_quiet_after): 36 500 days, the most
+/// `GET /inactive?days=` takes.
+const MAX_QUIET_AFTER: Duration = Duration::from_secs(36_500 * 86_400);
 
 impl Admin {
     /// An admin router over `usage`, letting in the requests `guard` accepts.
@@ -101,9 +103,10 @@ impl Admin {
     }
 
     /// How long without an event makes an account quiet on the page, and the default of
-    /// `GET /inactive`. Default: 7 days.
+    /// `GET /inactive`, in whole days rounded up. Default: 7 days. Held to 1 second to
+    /// 36 500 days: a longer threshold is taken as 36 500 days.
     pub fn with_quiet_after(mut self, threshold: Duration) -> Self {
-        self.quiet_after = threshold;
+        self.quiet_after = threshold.clamp(Duration::from_secs(1), MAX_QUIET_AFTER);
         self
     }
 
@@ -152,6 +155,9 @@ impl Admin {
         #[cfg(feature = "openapi")]
         let router = router.route("/openapi.json", get(super::openapi::serve));
         router
+            // Behind the guard like the routes: without a token, no path tells whether it
+            // exists.
+            .fallback(not_found)
             .layer(middleware::from_fn_with_state(state.clone(), guard))
             .with_state(state)
     }
@@ -169,11 +175,17 @@ pub(super) type Shared = State<Arc<Admin>>;
 pub(super) async fn guard(State(admin): Shared, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     if !(admin.guard)(&parts) {
-        let mut response = (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
-        no_store(&mut response);
+        let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized".into());
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not found".into())
 }
 
 pub(super) fn no_store(response: &mut Response) {
@@ -188,6 +200,29 @@ pub(super) fn no_store(response: &mut Response) {
 pub(super) struct ErrorBody<'a> {
     /// What went wrong.
     pub(super) error: &'a str,
+}
+
+/// `status` with `{"error": message}`.
+fn json_error(status: StatusCode, message: String) -> Response {
+    json(
+        status,
+        serde_json::to_string(&ErrorBody { error: &message }).unwrap_or_default(),
+    )
+}
+
+/// A JSON answer: `no-store`, `nosniff`.
+fn json(status: StatusCode, body: String) -> Response {
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response();
+    no_store(&mut response);
+    response
 }
 
 /// A JSON answer, or an error as JSON.
@@ -212,29 +247,32 @@ impl<T: Serialize> From<Result<T>> for Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        let error = |message: String| {
-            serde_json::to_string(&ErrorBody { error: &message }).unwrap_or_default()
-        };
-        let (status, body) = match self {
-            Self::Json(json) => (StatusCode::OK, json),
-            Self::Bad(message) => (StatusCode::BAD_REQUEST, error(message)),
+        let (status, message) = match self {
+            Self::Json(body) => return json(StatusCode::OK, body),
+            Self::Bad(message) => (StatusCode::BAD_REQUEST, message),
             // Only until the writer has created its table, a moment after it starts.
             Self::Failed(e @ Error::TableMissing { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, error(e.to_string()))
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Self::Failed(e @ Error::Timeout(_)) => {
+                tracing::error!(error = %e, "admin query timed out");
+                (StatusCode::GATEWAY_TIMEOUT, e.to_string())
+            }
+            Self::Failed(e @ Error::ClickHouse(clickhouse::error::Error::Network(_))) => {
+                tracing::error!(error = %e, "admin query could not reach ClickHouse");
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             Self::Failed(e) => {
                 tracing::error!(error = %e, "admin query failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, error(e.to_string()))
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
         };
-        let mut response =
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut response = json_error(status, message);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        no_store(&mut response);
         response
     }
 }
@@ -262,19 +300,17 @@ impl Params {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<u64> {
-        let Some(text) = self.0.get(name) else {
-            return Ok(default);
+        let number = match self.0.get(name) {
+            Some(text) => text.parse::<u64>().ok(),
+            None => Some(default),
         };
-        text.parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{name} must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ))
-            })
+        number.filter(|n| range.contains(n)).ok_or_else(|| {
+            Error::Config(format!(
+                "{name} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })
     }
 
     fn days(&self, chart_days: u32) -> Result<Days> {
@@ -287,6 +323,9 @@ impl Params {
     }
 }
 
+/// The most accounts one `GET /inactive` lists, and how many it lists by default.
+const INACTIVE_LIMIT: (u64, u64) = (10_000, 1000);
+
 #[cfg_attr(feature = "openapi", utoipa::path(
     get,
     path = "/inactive",
@@ -294,27 +333,76 @@ impl Params {
     params(
         ("days" = Option<u64>, Query, minimum = 1, maximum = 36500,
             description = "Days without an event; default: the admin's quiet threshold, in whole days."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000,
+            description = "The most accounts to list; default: 1000."),
+        ("after" = Option<String>, Query,
+            description = "Where the page starts: the cursor of the `Link` header of the page before."),
     ),
     responses(
-        (status = 200, description = "The quiet accounts, with their last event.", body = [InactiveAccount]),
+        (status = 200, description = "The quiet accounts, with their last event.", body = [InactiveAccount],
+            headers(("Link" = String, description = "The next page, `<?days=..&limit=..&after=..>; rel=\"next\"`, when there is one."))),
         (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
         (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
     ),
     security(("bearer" = [])),
 ))]
-pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) -> Answer {
+pub(super) async fn inactive(State(admin): Shared, RawQuery(query): RawQuery) -> Response {
     let default_days = admin.quiet_after.as_secs().div_ceil(86_400).max(1);
     let result = async {
-        let days = Params::new(query).number("days", default_days, 1..=36_500)?;
-        let since = SystemTime::now() - Duration::from_secs(days * 86_400);
+        let params = Params::new(query);
+        let days = params.number("days", default_days, 1..=36_500)?;
+        let limit = params.number("limit", INACTIVE_LIMIT.1, 1..=INACTIVE_LIMIT.0)?;
+        let after = params
+            .0
+            .get("after")
+            .map(|c| c.parse::<InactiveCursor>())
+            .transpose()
+            .map_err(|_| Error::Config("after must be a cursor from a Link header".into()))?;
+        let since = SystemTime::now()
+            .checked_sub(Duration::from_secs(days * 86_400))
+            .unwrap_or(UNIX_EPOCH);
         let known = admin.known().await?;
-        admin.usage.inactive_accounts(since, &known).await
+        let page = admin
+            .usage
+            .inactive_accounts_page(since, &known, after, limit as usize)
+            .await?;
+        Ok((page, days, limit))
     }
     .await;
-    result.into()
+    match result {
+        Ok((page, days, limit)) => {
+            let mut response = Answer::from(Ok(page.accounts)).into_response();
+            if let Some(next) = page.next {
+                let link = format!("<?days={days}&limit={limit}&after={next}>; rel=\"next\"");
+                if let Ok(link) = HeaderValue::from_str(&link) {
+                    response.headers_mut().insert(header::LINK, link);
+                }
+            }
+            response
+        }
+        Err(e) => Answer::from(Err::<(), _>(e)).into_response(),
+    }
+}
+
+/// An account id from the path, or `400` as JSON.
+pub(super) struct AccountPath(u64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AccountPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<u64>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(_) => Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "the account id must be a whole number from 0 to 18446744073709551615".into(),
+            )),
+        }
+    }
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(
@@ -362,16 +450,17 @@ pub(super) async fn at_risk(State(admin): Shared, RawQuery(query): RawQuery) -> 
     responses(
         (status = 200, description = "The account's usage.", body = AccountUsage),
         (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
         (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
     ),
     security(("bearer" = [])),
 ))]
 pub(super) async fn account_usage(
     State(admin): Shared,
-    Path(account_id): Path<u64>,
+    AccountPath(account_id): AccountPath,
     RawQuery(query): RawQuery,
 ) -> Answer {
     let result = async {
@@ -394,10 +483,11 @@ pub(super) async fn account_usage(
     responses(
         (status = 200, description = "Active accounts per period.", body = [ActiveAccounts]),
         (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
         (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
     ),
     security(("bearer" = [])),
 ))]
@@ -428,10 +518,11 @@ pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> A
     responses(
         (status = 200, description = "Event types, most events first.", body = [EventTypeCount]),
         (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
         (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
     ),
     security(("bearer" = [])),
 ))]
@@ -458,10 +549,11 @@ pub(super) async fn event_types(State(admin): Shared, RawQuery(query): RawQuery)
     responses(
         (status = 200, description = "Accounts, most events first.", body = [AccountActivity]),
         (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
+        (status = 401, description = "The guard refused the request.", body = ErrorBody),
         (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
+        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
     ),
     security(("bearer" = [])),
 ))]

@@ -142,8 +142,13 @@ impl WatchBuilder {
     }
 
     /// How long a claim without an outcome holds before another check claims the
-    /// notification again (the claiming instance died while notifying). Keep it above the
-    /// longest a notifier takes, retries included. Default: 15 minutes.
+    /// notification again (the claiming instance died while notifying). Default: 15
+    /// minutes.
+    ///
+    /// It also bounds the notifications of one check: whatever the number of accounts, the
+    /// notifier's retries and timeouts, a check's notifications end once the claim timeout
+    /// less the [settle delay](Self::with_settle_delay) has passed since they were read
+    /// back; those still under way are failed and tried again at the next check.
     pub fn with_claim_timeout(mut self, timeout: Duration) -> Self {
         self.claim_timeout = timeout;
         self
@@ -256,12 +261,23 @@ pub struct WatchHandle {
     task: Option<JoinHandle<()>>,
 }
 
+/// How long [`WatchHandle::stop`] waits for the watch's task before aborting it.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
 impl WatchHandle {
-    /// Stops the watch after the check under way, if any, and waits for it.
+    /// Stops the watch and waits for its task to end, for at most 10 s. A check under way
+    /// is cut short (its claims expire after the claim timeout, and the next check, here
+    /// or elsewhere, takes them up); a task still running after 10 s is aborted, so that a
+    /// ClickHouse server that does not answer cannot hold up a shutdown.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(STOP_DEADLINE, &mut task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the inactivity watch did not stop within 10 s; aborting it");
+            task.abort();
         }
     }
 
@@ -539,6 +555,14 @@ impl InactivityWatch {
                 (t, round, notification)
             })
             .collect();
+        // Every notification of the check ends before its claim expires, however many there
+        // are and however long the notifier retries: the rest are failed, and the next
+        // check tries them again.
+        let notify_within = inner.claim_timeout - inner.settle;
+        let deadline = tokio::time::Instant::now() + notify_within;
+        let late = || {
+            format!("not delivered before the check's deadline ({notify_within:?} after its claim)")
+        };
         let outcomes: Vec<_> = match &inner.digest {
             // Too many at once: one digest, whose outcome is each notification's.
             Some((limit, digest)) if notifications.len() > *limit => {
@@ -552,10 +576,10 @@ impl InactivityWatch {
                     notifications = notifications.len(),
                     "more notifications than the digest limit: sending one digest"
                 );
-                let outcome = digest
-                    .notify_digest(digest_of)
+                let outcome = tokio::time::timeout_at(deadline, digest.notify_digest(digest_of))
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|_| late())
+                    .and_then(|outcome| outcome.map_err(|e| e.to_string()));
                 notifications
                     .into_iter()
                     .map(|(t, round, n)| (t, round, n, outcome.clone()))
@@ -565,10 +589,13 @@ impl InactivityWatch {
                 futures::stream::iter(notifications.into_iter().map(|(t, round, notification)| {
                     let notifier = inner.notifier.clone();
                     async move {
-                        let outcome = notifier
-                            .notify(notification.clone())
-                            .await
-                            .map_err(|e| e.to_string());
+                        let outcome = tokio::time::timeout_at(
+                            deadline,
+                            notifier.notify(notification.clone()),
+                        )
+                        .await
+                        .map_err(|_| late())
+                        .and_then(|outcome| outcome.map_err(|e| e.to_string()));
                         (t, round, notification, outcome)
                     }
                 }))
@@ -621,7 +648,12 @@ impl InactivityWatch {
                     _ = ticks.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                match self.check().await {
+                // A check waits for ClickHouse and the notifier: a stop must not wait for it.
+                let outcome = tokio::select! {
+                    outcome = self.check() => outcome,
+                    _ = stopped.changed() => break,
+                };
+                match outcome {
                     Ok(report) => tracing::debug!(
                         watch = %self.inner.name,
                         inactive = report.inactive,

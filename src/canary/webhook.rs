@@ -77,7 +77,10 @@ impl fmt::Debug for WebhookNotifier {
 }
 
 /// Configures a [`WebhookNotifier`]. Made by [`WebhookNotifier::builder`].
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows the URL's scheme and host only, and the headers' names only: a
+/// webhook's path and its `authorization` header are often its secret.
+#[derive(Clone)]
 pub struct WebhookBuilder {
     url: String,
     headers: Vec<(String, String)>,
@@ -85,6 +88,34 @@ pub struct WebhookBuilder {
     max_attempts: u32,
     min_backoff: Duration,
     max_backoff: Duration,
+}
+
+impl fmt::Debug for WebhookBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("WebhookBuilder")
+            .field("url", &redacted(&self.url))
+            .field("headers", &names)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
+
+/// A URL as it may be shown: its scheme and host (no user, password, path or query).
+fn redacted(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}/...")
+            }
+            _ => "(not an absolute URL)".into(),
+        },
+        Err(_) => "(not a URL)".into(),
+    }
 }
 
 impl WebhookNotifier {
@@ -227,15 +258,19 @@ impl WebhookBuilder {
         C: Connect + Clone + Send + Sync + 'static,
     {
         let bad = |what: String| Err(Error::Config(what));
+        // Errors never repeat the URL: its path often holds the webhook's secret.
         let uri: Uri = match self.url.parse() {
             Ok(uri) => uri,
-            Err(e) => return bad(format!("webhook URL {:?}: {e}", self.url)),
+            Err(e) => return bad(format!("the webhook URL is not a valid URL: {e}")),
         };
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return bad(format!("webhook URL {:?} must be absolute", self.url));
+            return bad("the webhook URL must be absolute (http://host/path)".into());
         };
         if scheme != "http" && scheme != "https" {
-            return bad(format!("webhook URL {:?} must be http or https", self.url));
+            return bad(format!(
+                "the webhook URL must be http or https, not {}",
+                redacted(&self.url)
+            ));
         }
         let host = authority
             .as_str()
@@ -247,8 +282,9 @@ impl WebhookBuilder {
         for (name, value) in &self.headers {
             let name = HeaderName::try_from(name.as_str())
                 .map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
+            // The value is never shown: it is often a token.
             let mut value = HeaderValue::try_from(value.as_str())
-                .map_err(|e| Error::Config(format!("header {name}: {e}")))?;
+                .map_err(|e| Error::Config(format!("the value of header {name}: {e}")))?;
             value.set_sensitive(true);
             headers.append(name, value);
         }
@@ -335,6 +371,36 @@ mod tests {
             .unwrap();
         assert_eq!(hook.inner.host, "hooks:8080");
         assert!(!format!("{hook:?}").contains("secret"));
+    }
+
+    #[test]
+    fn canary_webhook_builder_and_errors_hide_secrets() {
+        let builder = WebhookNotifier::builder("http://user:pw@hooks:8080/T0/s3cret-path?key=k3y")
+            .with_header("authorization", "Bearer t0ken-value");
+        let debug = format!("{builder:?}");
+        for secret in ["pw", "s3cret-path", "k3y", "t0ken-value", "user"] {
+            assert!(!debug.contains(secret), "{secret}: {debug}");
+        }
+        assert!(
+            debug.contains("hooks:8080") && debug.contains("authorization"),
+            "{debug}"
+        );
+        for (url, header) in [
+            ("ftp://hooks/s3cret-path", "v"),
+            ("hooks/s3cret-path", "v"),
+            ("http://hooks/s3cret-path\u{7f}", "v"),
+            ("http://hooks/s3cret-path", "t0ken-value\n"),
+        ] {
+            let err = WebhookNotifier::builder(url)
+                .with_header("authorization", header)
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !err.contains("s3cret-path") && !err.contains("t0ken-value"),
+                "{url:?}: {err}"
+            );
+        }
     }
 
     #[test]

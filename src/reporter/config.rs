@@ -76,6 +76,7 @@ pub struct ReporterBuilder {
     max_batch_body_bytes: usize,
     max_batch_len: usize,
     retry_after: Duration,
+    body_timeout: Duration,
     resend_window: Duration,
 }
 
@@ -90,6 +91,7 @@ impl ReporterBuilder {
             max_batch_body_bytes: 1024 * 1024,
             max_batch_len: 1000,
             retry_after: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(20),
             resend_window: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -143,6 +145,15 @@ impl ReporterBuilder {
         self
     }
 
+    /// How long reading a request's whole body may take, from the first poll of the body to
+    /// its last byte. Default: 20 s. A body still arriving then is answered with `408`
+    /// and dropped, so a client sending a byte now and then cannot hold a request (and its
+    /// buffer) open for ever.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// How long after an event's first report a resend with the same `eventId` is still
     /// found to be the same event, when that id carries no time (such as a UUID v4) and the
     /// event has no `timestamp`. Default: 7 days.
@@ -158,7 +169,8 @@ impl ReporterBuilder {
     }
 
     /// Checks the configuration: body limits of at least 1 KiB, a batch limit of at least
-    /// one event a maximum age of more than zero and a resend window of at least a minute.
+    /// one event, a maximum age and a body timeout of more than zero, and a resend window of
+    /// at least a minute.
     pub fn build(self) -> Result<Reporter> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
         if self.max_body_bytes < 1024 {
@@ -172,6 +184,9 @@ impl ReporterBuilder {
         }
         if self.max_age.is_zero() {
             return bad("the reporter's maximum event age must be more than zero");
+        }
+        if self.body_timeout.is_zero() {
+            return bad("the reporter's body timeout must be more than zero");
         }
         if self.resend_window < Duration::from_secs(60) {
             return bad("the reporter's resend window must be at least one minute");
@@ -199,6 +214,7 @@ impl ReporterBuilder {
                 max_batch_body_bytes: self.max_batch_body_bytes,
                 max_batch_len: self.max_batch_len,
                 retry_after: self.retry_after,
+                body_timeout: self.body_timeout,
                 #[cfg(feature = "openapi")]
                 openapi: std::sync::OnceLock::new(),
             }),

@@ -287,6 +287,14 @@ fn operation(
             ),
         )
         .response(
+            "408",
+            answer(
+                "The body did not arrive whole within the body timeout (20 s unless \
+                 configured); the connection is closed.",
+                "the body did not arrive within 20 seconds",
+            ),
+        )
+        .response(
             "413",
             answer(
                 &format!("The body is larger than {max_body_bytes} bytes."),

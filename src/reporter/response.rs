@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Response, StatusCode,
-    header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+    header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -89,13 +89,19 @@ pub(crate) fn success() -> Response<ResponseBody> {
     )
 }
 
-/// `422` listing the bad items of a batch by index.
-pub(crate) fn bad_items(total: usize, errors: &[ItemError]) -> Response<ResponseBody> {
-    let bad = errors.len();
-    let message = format!(
+/// The most bad items of a batch a `422` lists; the rest are counted in its message.
+pub(crate) const MAX_ITEMS_LISTED: usize = 20;
+
+/// `422` listing the bad items of a batch by index: `bad` in all, the first of them in
+/// `errors`.
+pub(crate) fn bad_items(total: usize, bad: usize, errors: &[ItemError]) -> Response<ResponseBody> {
+    let mut message = format!(
         "{bad} of {total} events {} invalid; none was recorded",
         if bad == 1 { "is" } else { "are" }
     );
+    if bad > errors.len() {
+        message.push_str(&format!("; the first {} are listed", errors.len()));
+    }
     json(StatusCode::UNPROCESSABLE_ENTITY, &message, Some(errors))
 }
 
@@ -105,6 +111,15 @@ pub(crate) fn unauthorized() -> Response<ResponseBody> {
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// `408` with `Connection: close`: the body took too long to arrive.
+pub(crate) fn timeout(message_text: &str) -> Response<ResponseBody> {
+    let mut response = message(StatusCode::REQUEST_TIMEOUT, message_text);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -168,7 +183,7 @@ mod tests {
             index: 2,
             message: "field event is missing".into(),
         }];
-        let r = bad_items(3, &errors);
+        let r = bad_items(3, 1, &errors);
         assert_eq!(r.status(), 422);
         assert_eq!(
             body(r).await,

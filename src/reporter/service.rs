@@ -2,7 +2,7 @@
 //!
 //! Each request goes through the same steps, and the first that fails answers:
 //! route and method, bearer token, content type, body size (the `Content-Length` first,
-//! then the bytes as they arrive), JSON, each event's fields, and finally the writer.
+//! then the bytes as they arrive, within the body timeout), JSON, each event's fields, and finally the writer.
 //! Nothing reaches the writer unless the whole request is valid.
 
 use std::{
@@ -51,6 +51,7 @@ pub(crate) struct Settings {
     pub(crate) max_batch_body_bytes: usize,
     pub(crate) max_batch_len: usize,
     pub(crate) retry_after: Duration,
+    pub(crate) body_timeout: Duration,
     /// The OpenAPI document, made on first request.
     #[cfg(feature = "openapi")]
     pub(crate) openapi: std::sync::OnceLock<bytes::Bytes>,
@@ -216,7 +217,15 @@ where
     if content_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return too_large();
     }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
+    let read = Limited::new(request.into_body(), limit).collect();
+    let Ok(read) = tokio::time::timeout(settings.body_timeout, read).await else {
+        tracing::debug!("a reporter's request body took too long to arrive");
+        return response::timeout(&format!(
+            "the body did not arrive within {}",
+            validate::describe(settings.body_timeout)
+        ));
+    };
+    let body = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Err(e) => {
@@ -309,6 +318,7 @@ enum Refusal {
     /// A batch with bad items: `422` listing them.
     BadItems {
         total: usize,
+        bad: usize,
         errors: Vec<ItemError>,
     },
 }
@@ -321,7 +331,7 @@ impl Refusal {
                 &format!("the body is not valid JSON: {e}"),
             ),
             Self::Invalid(message) => response::message(StatusCode::UNPROCESSABLE_ENTITY, &message),
-            Self::BadItems { total, errors } => response::bad_items(total, &errors),
+            Self::BadItems { total, bad, errors } => response::bad_items(total, bad, &errors),
         }
     }
 }
@@ -345,7 +355,7 @@ fn single(
         Ok(event) => Ok(vec![event]),
         Err(problems) => {
             settings.analytics.count_invalid();
-            Err(Refusal::Invalid(problems.join("; ")))
+            Err(Refusal::Invalid(problems.join()))
         }
     }
 }
@@ -377,24 +387,39 @@ fn batch(
     let total = items.len();
     let mut events = Vec::with_capacity(total);
     let mut errors = Vec::new();
+    let mut bad = 0;
     for (index, item) in items.into_iter().enumerate() {
+        // Past the items listed, a bad item is only counted: the answer stays small.
+        if bad >= response::MAX_ITEMS_LISTED {
+            if let Item::Object(fields) = item
+                && let Ok(event) = validate::event(fields, source, now, settings.window)
+            {
+                events.push(event);
+            } else {
+                bad += 1;
+            }
+            continue;
+        }
         let outcome = match item {
             Item::Object(fields) => validate::event(fields, source, now, settings.window)
-                .map_err(|problems| problems.join("; ")),
+                .map_err(|problems| problems.join()),
             Item::Other(kind) => Err(format!("must be a JSON object, not {kind}")),
         };
         match outcome {
             Ok(event) => events.push(event),
-            Err(message) => errors.push(ItemError { index, message }),
+            Err(message) => {
+                bad += 1;
+                errors.push(ItemError { index, message });
+            }
         }
     }
-    if errors.is_empty() {
+    if bad == 0 {
         return Ok(events);
     }
-    for _ in &errors {
+    for _ in 0..bad {
         settings.analytics.count_invalid();
     }
-    Err(Refusal::BadItems { total, errors })
+    Err(Refusal::BadItems { total, bad, errors })
 }
 
 async fn enqueue(settings: &Settings, events: Vec<Event>) -> Response<ResponseBody> {

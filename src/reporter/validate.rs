@@ -41,6 +41,48 @@ pub(crate) const MAX_METHOD_LEN: usize = 16;
 /// The longest part of an unknown field's name repeated in a message, in bytes.
 const MAX_NAME_SHOWN: usize = 64;
 
+/// The most problems stated for one event; the rest are counted ("and 3 more problems"),
+/// so that the answer to a body of a thousand bad fields stays small.
+pub(crate) const MAX_PROBLEMS_SHOWN: usize = 5;
+
+/// What is wrong with one event: the first [`MAX_PROBLEMS_SHOWN`] problems, and how many more.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    /// Adds a problem; past [`MAX_PROBLEMS_SHOWN`] it is only counted, never formatted.
+    fn push(&mut self, problem: impl std::fmt::Display) {
+        if self.shown.len() < MAX_PROBLEMS_SHOWN {
+            self.shown.push(problem.to_string());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shown.is_empty()
+    }
+
+    fn one(problem: impl std::fmt::Display) -> Self {
+        let mut problems = Self::default();
+        problems.push(problem);
+        problems
+    }
+
+    /// The problems as one message: `"a; b; and 7 more problems"`.
+    pub(crate) fn join(&self) -> String {
+        let mut message = self.shown.join("; ");
+        if self.more > 0 {
+            let s = if self.more == 1 { "" } else { "s" };
+            message.push_str(&format!("; and {} more problem{s}", self.more));
+        }
+        message
+    }
+}
+
 /// How far from now an event's time may be.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Window {
@@ -56,8 +98,8 @@ pub(crate) fn event(
     source: &Source,
     now: SystemTime,
     window: Window,
-) -> Result<Event, Vec<String>> {
-    let mut problems = Vec::new();
+) -> Result<Event, Problems> {
+    let mut problems = Problems::default();
     let mut account_id = None;
     let mut event_type = None;
     let mut timestamp = None;
@@ -75,15 +117,15 @@ pub(crate) fn event(
             "status" => &mut status,
             "latencyUs" => &mut latency,
             _ => {
-                problems.push(format!(
+                problems.push(format_args!(
                     "unknown field {}; the fields are {FIELDS}",
-                    shown(&name)
+                    Shown(&name)
                 ));
                 continue;
             }
         };
         if slot.is_some() {
-            problems.push(format!("field {name} is given more than once"));
+            problems.push(format_args!("field {name} is given more than once"));
         } else {
             *slot = Some(value);
         }
@@ -146,7 +188,7 @@ pub(crate) fn event(
         return Err(problems);
     };
     let mut event = Event::captured_at(account_id, &event_type, now)
-        .map_err(|e| vec![format!("event {e}")])?
+        .map_err(|e| Problems::one(format_args!("event {e}")))?
         .with_source(source.clone());
     if let Some(id) = event_id {
         event = event.with_event_id(id);
@@ -163,7 +205,7 @@ pub(crate) fn event(
     if let Some(time) = time {
         event = event
             .with_time(time)
-            .map_err(|e| vec![format!("timestamp: {e}")])?;
+            .map_err(|e| Problems::one(format_args!("timestamp: {e}")))?;
     }
     Ok(event)
 }
@@ -195,21 +237,26 @@ fn whole(value: &Value, max: u64) -> Result<u64, String> {
 }
 
 /// A field's name as it can be shown: at most [`MAX_NAME_SHOWN`] bytes, quoted.
-fn shown(name: &str) -> String {
-    if name.len() <= MAX_NAME_SHOWN {
-        return format!("{name:?}");
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0;
+        if name.len() <= MAX_NAME_SHOWN {
+            return write!(f, "{name:?}");
+        }
+        let mut end = MAX_NAME_SHOWN;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}...", &name[..end])
     }
-    let mut end = MAX_NAME_SHOWN;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}...", &name[..end])
 }
 
-fn required(name: &str, value: Option<Value>, problems: &mut Vec<String>) -> Option<Value> {
+fn required(name: &str, value: Option<Value>, problems: &mut Problems) -> Option<Value> {
     match value {
-        None => problems.push(format!("field {name} is missing")),
-        Some(Value::Null) => problems.push(format!("{name} must not be null")),
+        None => problems.push(format_args!("field {name} is missing")),
+        Some(Value::Null) => problems.push(format_args!("{name} must not be null")),
         Some(value) => return Some(value),
     }
     None
@@ -256,6 +303,10 @@ fn event_name(value: Value) -> Result<String, String> {
         Err(InvalidEvent::TypeControlChar(at)) => {
             Err(format!("contains a control character at byte {at}"))
         }
+        Err(InvalidEvent::TypeInvisibleChar { at, code }) => Err(format!(
+            "contains an invisible character (U+{code:04X}) at byte {at}; format \
+             characters and line or paragraph separators are not allowed"
+        )),
         Err(other) => Err(other.to_string()),
     }
 }
@@ -344,6 +395,10 @@ mod tests {
             now(),
             WINDOW,
         )
+        .map_err(|p| {
+            assert_eq!(p.more, 0);
+            p.shown
+        })
     }
 
     /// The one problem found; panics if the object is valid or has several.
@@ -496,8 +551,22 @@ mod tests {
             ("event".into(), json!("x")),
             ("accountId".into(), json!(2)),
         ];
-        let problems = event(fields, &Source::layer(), now(), WINDOW).unwrap_err();
+        let problems = event(fields, &Source::layer(), now(), WINDOW)
+            .unwrap_err()
+            .shown;
         assert_eq!(problems, ["field accountId is given more than once"]);
+    }
+
+    #[test]
+    fn problems_past_the_cap_are_counted() {
+        let mut fields = vec![("accountId".into(), json!(1)), ("event".into(), json!("x"))];
+        fields.extend((0..10_000).map(|_| (Name::from("a".to_owned()), json!(0))));
+        let problems = event(fields, &Source::layer(), now(), WINDOW).unwrap_err();
+        assert_eq!(problems.shown.len(), MAX_PROBLEMS_SHOWN);
+        assert_eq!(problems.more, 10_000 - MAX_PROBLEMS_SHOWN);
+        let message = problems.join();
+        assert!(message.ends_with("; and 9995 more problems"), "{message}");
+        assert!(message.len() < 1000, "{}", message.len());
     }
 
     #[test]
@@ -585,11 +654,15 @@ mod tests {
         let source = Source::layer();
         assert!(event(fields(NOW - 3600), &source, now(), window).is_ok());
         assert_eq!(
-            event(fields(NOW - 3601), &source, now(), window).unwrap_err(),
+            event(fields(NOW - 3601), &source, now(), window)
+                .unwrap_err()
+                .shown,
             ["timestamp is more than 1 hour old"]
         );
         assert_eq!(
-            event(fields(NOW + 61), &source, now(), window).unwrap_err(),
+            event(fields(NOW + 61), &source, now(), window)
+                .unwrap_err()
+                .shown,
             ["timestamp is more than 1 minute in the future"]
         );
     }

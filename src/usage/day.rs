@@ -97,9 +97,11 @@ impl Day {
         Self(self.0.saturating_sub(since_monday))
     }
 
-    /// `YYYY-MM-DD`, the form ClickHouse parses as a `Date`.
-    pub(super) fn sql(self) -> String {
-        self.to_string()
+    /// The day number, bound as a `UInt16` and read with `toDate(toUInt16(?))`: a date
+    /// string from 2106-01-01 on is `0000-00-00` to ClickHouse 18.16, a day number is the
+    /// right day on every version, up to [`LAST_DAY`].
+    pub(super) fn sql(self) -> u16 {
+        u16::try_from(self.0).unwrap_or(u16::MAX)
     }
 }
 

@@ -56,7 +56,8 @@ pub use query::Usage;
 pub use rhythm::{CHUNK_ACCOUNTS, Gaps, Rhythm, RhythmWindow, Rhythms};
 pub use types::{
     AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
-    InactiveAccount, KnownAccount, KnownAccounts, KnownAccountsFuture, Period, ReadFrom,
+    InactiveAccount, InactiveCursor, InactivePage, KnownAccount, KnownAccounts,
+    KnownAccountsFuture, Period, ReadFrom,
 };
 
 pub(crate) use day::{rfc3339, rfc3339_option as serialize_rfc3339_option};

@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 use serde::Deserialize;
@@ -16,13 +16,17 @@ use super::{
     day::{Day, Days, LAST_DAY, ceil_seconds, unix},
     types::{
         AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
-        InactiveAccount, KnownAccount, Period, ReadFrom,
+        InactiveAccount, InactiveCursor, InactivePage, KnownAccount, Period, ReadFrom,
     },
 };
 use crate::{
+    connection::Connection,
     error::{Error, Result},
     schema::Schema,
 };
+
+/// The default [query timeout](Usage::with_query_timeout).
+const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answers usage questions. Cheap to clone.
 ///
@@ -32,12 +36,16 @@ use crate::{
 #[derive(Clone)]
 pub struct Usage {
     client: clickhouse::Client,
+    /// The connection the client was made from, when it was.
+    connection: Option<Connection>,
     schema: Schema,
     read_from: ReadFrom,
     /// Set once the rollup is seen ready; it stays ready.
     rollup_ready: Arc<AtomicBool>,
     /// Set once the events table is seen; until then each question checks it exists.
     table_seen: Arc<AtomicBool>,
+    /// How long one question may take.
+    timeout: Duration,
 }
 
 impl fmt::Debug for Usage {
@@ -45,6 +53,7 @@ impl fmt::Debug for Usage {
         f.debug_struct("Usage")
             .field("table", &self.schema.qualified_table())
             .field("read_from", &self.read_from)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -111,7 +120,7 @@ impl Source {
     /// A condition with two parameters, bound by [`bind_range`](Self::bind_range).
     fn in_range(&self) -> &'static str {
         if self.rollup {
-            "day >= toDate(?) AND day <= toDate(?)"
+            "day >= toDate(toUInt16(?)) AND day <= toDate(toUInt16(?))"
         } else {
             "inserted_at >= toDateTime(?) AND inserted_at <= toDateTime(?)"
         }
@@ -179,14 +188,58 @@ impl Usage {
     ///
     /// Validation of row types is turned off on the client: rows are read as plain
     /// `RowBinary`, which every supported server version speaks.
+    ///
+    /// Each question is bounded by the [query timeout](Self::with_query_timeout).
     pub fn new(client: clickhouse::Client, schema: Schema) -> Self {
         Self {
             client: client.with_validation(false),
+            connection: None,
             schema,
             read_from: ReadFrom::Rollup,
             rollup_ready: Arc::new(AtomicBool::new(false)),
             table_seen: Arc::new(AtomicBool::new(false)),
+            timeout: DEFAULT_QUERY_TIMEOUT,
         }
+        .with_query_timeout(DEFAULT_QUERY_TIMEOUT)
+    }
+
+    /// How long one question may take, from its first request to ClickHouse to its answer.
+    /// Default: 30 s. Past it, the question fails with [`Error::Timeout`] (and the admin
+    /// router answers `504`), whether the server is slow or does not answer at all.
+    ///
+    /// The server is told too, with the `max_execution_time` setting (whole seconds, rounded
+    /// up), so that it stops working on a question nobody waits for. A ClickHouse user in
+    /// `readonly = 1` mode may not change settings: give such a user `readonly = 2`.
+    /// A timeout of zero is taken as one millisecond.
+    pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        let secs = self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0);
+        self.client = self
+            .client
+            .with_setting("max_execution_time", secs.to_string());
+        self
+    }
+
+    /// Runs one question, failing with [`Error::Timeout`] past the query timeout.
+    async fn timed<T>(&self, question: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.timeout, question)
+            .await
+            .unwrap_or(Err(Error::Timeout(self.timeout)))
+    }
+
+    /// Answers from the tables of `schema`, over `connection` (its first URL, credentials,
+    /// TLS roots and pool of HTTP connections).
+    pub fn from_connection(connection: &Connection, schema: Schema) -> Self {
+        Self {
+            connection: Some(connection.clone()),
+            ..Self::new(connection.client(), schema)
+        }
+    }
+
+    /// The connection this was made from ([`from_connection`](Self::from_connection)), with
+    /// its timeouts; `None` when made from a client ([`new`](Self::new)).
+    pub fn connection(&self) -> Option<&Connection> {
+        self.connection.as_ref()
     }
 
     /// Which table answers. Default: [`ReadFrom::Rollup`].
@@ -250,218 +303,237 @@ impl Usage {
 
     /// One account's usage over `days`.
     pub async fn account(&self, account_id: u64, days: Days) -> Result<AccountUsage> {
-        let src = self.source().await?;
-        let (table, range) = (&src.table, src.in_range());
-        let by_type = src
-            .bind_range(
-                self.client
-                    .query(&format!(
-                        "SELECT event_type, {count} AS n, toUInt64(1) AS a FROM {table} \
-                         WHERE account_id = ? AND {range} \
-                         GROUP BY event_type ORDER BY n DESC, event_type",
-                        count = src.count(),
-                    ))
-                    .bind(account_id),
+        self.timed(async {
+            let src = self.source().await?;
+            let (table, range) = (&src.table, src.in_range());
+            let by_type = src
+                .bind_range(
+                    self.client
+                        .query(&format!(
+                            "SELECT event_type, {count} AS n, toUInt64(1) AS a FROM {table} \
+                             WHERE account_id = ? AND {range} \
+                             GROUP BY event_type ORDER BY n DESC, event_type",
+                            count = src.count(),
+                        ))
+                        .bind(account_id),
+                    days,
+                )
+                .fetch_all::<TypeRow>();
+            let per_day = src
+                .bind_range(
+                    self.client
+                        .query(&format!(
+                            "SELECT {day} AS d, {count} AS n FROM {table} \
+                             WHERE account_id = ? AND {range} GROUP BY d ORDER BY d",
+                            day = src.day(),
+                            count = src.count(),
+                        ))
+                        .bind(account_id),
+                    days,
+                )
+                .fetch_all::<DayRow>();
+            let total = src
+                .bind_range(
+                    self.client
+                        .query(&format!(
+                            "SELECT {count}, {first}, {last} FROM {table} \
+                             WHERE account_id = ? AND {range}",
+                            count = src.count(),
+                            first = src.first(),
+                            last = src.last(),
+                        ))
+                        .bind(account_id),
+                    days,
+                )
+                .fetch_one::<TotalRow>();
+            let (by_type, per_day, total) =
+                futures::future::try_join3(by_type, per_day, total).await?;
+            let seen = |secs: u32| (total.events > 0).then(|| unix(secs));
+            Ok(AccountUsage {
+                account_id,
                 days,
-            )
-            .fetch_all::<TypeRow>();
-        let per_day = src
-            .bind_range(
-                self.client
-                    .query(&format!(
-                        "SELECT {day} AS d, {count} AS n FROM {table} \
-                         WHERE account_id = ? AND {range} GROUP BY d ORDER BY d",
-                        day = src.day(),
-                        count = src.count(),
-                    ))
-                    .bind(account_id),
-                days,
-            )
-            .fetch_all::<DayRow>();
-        let total = src
-            .bind_range(
-                self.client
-                    .query(&format!(
-                        "SELECT {count}, {first}, {last} FROM {table} \
-                         WHERE account_id = ? AND {range}",
-                        count = src.count(),
-                        first = src.first(),
-                        last = src.last(),
-                    ))
-                    .bind(account_id),
-                days,
-            )
-            .fetch_one::<TotalRow>();
-        let (by_type, per_day, total) = futures::future::try_join3(by_type, per_day, total).await?;
-        let seen = |secs: u32| (total.events > 0).then(|| unix(secs));
-        Ok(AccountUsage {
-            account_id,
-            days,
-            total_events: total.events,
-            event_types: by_type.into_iter().map(EventTypeCount::from).collect(),
-            first_seen: seen(total.first),
-            last_seen: seen(total.last),
-            active_days: u32::try_from(per_day.len()).unwrap_or(u32::MAX),
-            per_day: per_day.into_iter().map(DayCount::from).collect(),
+                total_events: total.events,
+                event_types: by_type.into_iter().map(EventTypeCount::from).collect(),
+                first_seen: seen(total.first),
+                last_seen: seen(total.last),
+                active_days: u32::try_from(per_day.len()).unwrap_or(u32::MAX),
+                per_day: per_day.into_iter().map(DayCount::from).collect(),
+            })
         })
+        .await
     }
 
     /// Accounts with at least one event per day or per week of `days`: every period of the
     /// range, in order, periods without activity included with 0. A week that begins before
     /// or ends after the range counts only its days within it.
     pub async fn active_accounts(&self, days: Days, period: Period) -> Result<Vec<ActiveAccounts>> {
-        let src = self.source().await?;
-        let bucket = match period {
-            Period::Day => src.day().to_owned(),
-            Period::Week => format!("toMonday({})", src.day()),
-        };
-        let rows: Vec<PeriodRow> = src
-            .bind_range(
-                self.client.query(&format!(
-                    "SELECT {bucket} AS start, uniqExact(account_id) AS a FROM {table} \
-                     WHERE {range} GROUP BY start ORDER BY start",
-                    table = src.table,
-                    range = src.in_range(),
-                )),
-                days,
-            )
-            .fetch_all()
-            .await?;
-        let found: HashMap<u32, u64> = rows
-            .into_iter()
-            .map(|r| (u32::from(r.start), r.accounts))
-            .collect();
-        let starts: Vec<Day> = match period {
-            Period::Day => days.iter().collect(),
-            Period::Week => {
-                let mut weeks = vec![days.first.monday()];
-                loop {
-                    let next = weeks[weeks.len() - 1].add_days(7);
-                    if next > days.last || next.0 == LAST_DAY {
-                        break weeks;
+        self.timed(async {
+            let src = self.source().await?;
+            let bucket = match period {
+                Period::Day => src.day().to_owned(),
+                Period::Week => format!("toMonday({})", src.day()),
+            };
+            let rows: Vec<PeriodRow> = src
+                .bind_range(
+                    self.client.query(&format!(
+                        "SELECT {bucket} AS start, uniqExact(account_id) AS a FROM {table} \
+                         WHERE {range} GROUP BY start ORDER BY start",
+                        table = src.table,
+                        range = src.in_range(),
+                    )),
+                    days,
+                )
+                .fetch_all()
+                .await?;
+            let found: HashMap<u32, u64> = rows
+                .into_iter()
+                .map(|r| (u32::from(r.start), r.accounts))
+                .collect();
+            let starts: Vec<Day> = match period {
+                Period::Day => days.iter().collect(),
+                Period::Week => {
+                    let mut weeks = vec![days.first.monday()];
+                    loop {
+                        let next = weeks[weeks.len() - 1].add_days(7);
+                        if next > days.last || next.0 == LAST_DAY {
+                            break weeks;
+                        }
+                        weeks.push(next);
                     }
-                    weeks.push(next);
                 }
-            }
-        };
-        Ok(starts
-            .into_iter()
-            .map(|start| ActiveAccounts {
-                start,
-                accounts: found.get(&start.0).copied().unwrap_or(0),
-            })
-            .collect())
+            };
+            Ok(starts
+                .into_iter()
+                .map(|start| ActiveAccounts {
+                    start,
+                    accounts: found.get(&start.0).copied().unwrap_or(0),
+                })
+                .collect())
+        })
+        .await
     }
 
     /// The `limit` event types with the most events in `days`, most first (then by name).
     pub async fn top_event_types(&self, days: Days, limit: u64) -> Result<Vec<EventTypeCount>> {
-        let src = self.source().await?;
-        let rows: Vec<TypeRow> = src
-            .bind_range(
-                self.client.query(&format!(
-                    "SELECT event_type, {count} AS n, uniqExact(account_id) AS a FROM {table} \
-                     WHERE {range} GROUP BY event_type ORDER BY n DESC, event_type LIMIT {limit}",
-                    count = src.count(),
-                    table = src.table,
-                    range = src.in_range(),
-                )),
-                days,
-            )
-            .fetch_all()
-            .await?;
-        Ok(rows.into_iter().map(EventTypeCount::from).collect())
+        self.timed(async {
+            let src = self.source().await?;
+            let rows: Vec<TypeRow> = src
+                .bind_range(
+                    self.client.query(&format!(
+                        "SELECT event_type, {count} AS n, uniqExact(account_id) AS a FROM {table} \
+                         WHERE {range} GROUP BY event_type ORDER BY n DESC, event_type LIMIT {limit}",
+                        count = src.count(),
+                        table = src.table,
+                        range = src.in_range(),
+                    )),
+                    days,
+                )
+                .fetch_all()
+                .await?;
+            Ok(rows.into_iter().map(EventTypeCount::from).collect())
+        })
+        .await
     }
 
     /// The `limit` accounts with the most events in `days`, most first (then by account id).
     pub async fn top_accounts(&self, days: Days, limit: u64) -> Result<Vec<AccountActivity>> {
-        let src = self.source().await?;
-        let rows: Vec<ActivityRow> = src
-            .bind_range(
-                self.client.query(&format!(
-                    "SELECT account_id, {count} AS n, uniqExact({day}) AS d, {last} AS l \
-                     FROM {table} WHERE {range} \
-                     GROUP BY account_id ORDER BY n DESC, account_id LIMIT {limit}",
-                    count = src.count(),
-                    day = src.day(),
-                    last = src.last(),
-                    table = src.table,
-                    range = src.in_range(),
-                )),
-                days,
-            )
-            .fetch_all()
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AccountActivity {
-                account_id: r.account_id,
-                events: r.events,
-                active_days: u32::try_from(r.active_days).unwrap_or(u32::MAX),
-                last_seen: unix(r.last),
-            })
-            .collect())
+        self.timed(async {
+            let src = self.source().await?;
+            let rows: Vec<ActivityRow> = src
+                .bind_range(
+                    self.client.query(&format!(
+                        "SELECT account_id, {count} AS n, uniqExact({day}) AS d, {last} AS l \
+                         FROM {table} WHERE {range} \
+                         GROUP BY account_id ORDER BY n DESC, account_id LIMIT {limit}",
+                        count = src.count(),
+                        day = src.day(),
+                        last = src.last(),
+                        table = src.table,
+                        range = src.in_range(),
+                    )),
+                    days,
+                )
+                .fetch_all()
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AccountActivity {
+                    account_id: r.account_id,
+                    events: r.events,
+                    active_days: u32::try_from(r.active_days).unwrap_or(u32::MAX),
+                    last_seen: unix(r.last),
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Events per day in `days` for each of `accounts` that had any, by account id.
     pub async fn events_per_day(&self, accounts: &[u64], days: Days) -> Result<Vec<AccountDays>> {
-        if accounts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let src = self.source().await?;
-        // Numbers cannot inject anything; a literal list lets ClickHouse use the primary key.
-        let ids = accounts
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows: Vec<AccountDayRow> = src
-            .bind_range(
-                self.client.query(&format!(
-                    "SELECT account_id, {day} AS d, {count} AS n FROM {table} \
-                     WHERE account_id IN ({ids}) AND {range} \
-                     GROUP BY account_id, d ORDER BY account_id, d",
-                    day = src.day(),
-                    count = src.count(),
-                    table = src.table,
-                    range = src.in_range(),
-                )),
-                days,
-            )
-            .fetch_all()
-            .await?;
-        let mut out: Vec<AccountDays> = Vec::new();
-        for row in rows {
-            let count = DayCount {
-                day: Day(u32::from(row.day)),
-                events: row.events,
-            };
-            match out.last_mut() {
-                Some(last) if last.account_id == row.account_id => last.per_day.push(count),
-                _ => out.push(AccountDays {
-                    account_id: row.account_id,
-                    per_day: vec![count],
-                }),
+        self.timed(async {
+            if accounts.is_empty() {
+                return Ok(Vec::new());
             }
-        }
-        Ok(out)
+            let src = self.source().await?;
+            // Numbers cannot inject anything; a literal list lets ClickHouse use the primary key.
+            let ids = accounts
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows: Vec<AccountDayRow> = src
+                .bind_range(
+                    self.client.query(&format!(
+                        "SELECT account_id, {day} AS d, {count} AS n FROM {table} \
+                         WHERE account_id IN ({ids}) AND {range} \
+                         GROUP BY account_id, d ORDER BY account_id, d",
+                        day = src.day(),
+                        count = src.count(),
+                        table = src.table,
+                        range = src.in_range(),
+                    )),
+                    days,
+                )
+                .fetch_all()
+                .await?;
+            let mut out: Vec<AccountDays> = Vec::new();
+            for row in rows {
+                let count = DayCount {
+                    day: Day(u32::from(row.day)),
+                    events: row.events,
+                };
+                match out.last_mut() {
+                    Some(last) if last.account_id == row.account_id => last.per_day.push(count),
+                    _ => out.push(AccountDays {
+                        account_id: row.account_id,
+                        per_day: vec![count],
+                    }),
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Every account with an event, and its last event ever.
     pub async fn last_seen(&self) -> Result<HashMap<u64, SystemTime>> {
-        let src = self.source().await?;
-        let rows: Vec<LastSeenRow> = self
-            .client
-            .query(&format!(
-                "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
-                last = src.last(),
-                table = src.table,
-            ))
-            .fetch_all()
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.account_id, unix(r.last)))
-            .collect())
+        self.timed(async {
+            let src = self.source().await?;
+            let rows: Vec<LastSeenRow> = self
+                .client
+                .query(&format!(
+                    "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
+                    last = src.last(),
+                    table = src.table,
+                ))
+                .fetch_all()
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.account_id, unix(r.last)))
+                .collect())
+        })
+        .await
     }
 
     /// The last event ever of each of `accounts` that had one.
@@ -500,32 +572,124 @@ impl Usage {
         since: SystemTime,
         known: &[KnownAccount],
     ) -> Result<Vec<InactiveAccount>> {
-        // `last < since` in whole seconds: a `since` with a fraction rounds up.
-        let cutoff = ceil_seconds(since);
-        if known.is_empty() {
-            let src = self.source().await?;
-            let rows: Vec<LastSeenRow> = self
-                .client
-                .query(&format!(
-                    "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
-                     HAVING l < ? ORDER BY l, account_id",
-                    last = src.last(),
-                    table = src.table,
-                ))
-                .bind(cutoff)
-                .fetch_all()
-                .await?;
-            return Ok(rows
-                .into_iter()
-                .map(|r| InactiveAccount {
-                    account_id: r.account_id,
-                    last_seen: Some(unix(r.last)),
-                    signed_up: None,
-                })
-                .collect());
-        }
-        let seen = self.last_seen().await?;
-        Ok(inactive(&seen, since, known))
+        self.timed(async {
+            // `last < since` in whole seconds: a `since` with a fraction rounds up.
+            let cutoff = ceil_seconds(since);
+            if known.is_empty() {
+                let src = self.source().await?;
+                let rows: Vec<LastSeenRow> = self
+                    .client
+                    .query(&format!(
+                        "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
+                         HAVING l < ? ORDER BY l, account_id",
+                        last = src.last(),
+                        table = src.table,
+                    ))
+                    .bind(cutoff)
+                    .fetch_all()
+                    .await?;
+                return Ok(rows
+                    .into_iter()
+                    .map(|r| InactiveAccount {
+                        account_id: r.account_id,
+                        last_seen: Some(unix(r.last)),
+                        signed_up: None,
+                    })
+                    .collect());
+            }
+            let seen = self.last_seen().await?;
+            Ok(inactive(&seen, since, known))
+        })
+        .await
+    }
+
+    /// At most `limit` of the [inactive accounts](Self::inactive_accounts), in the same
+    /// order, starting after `after` (from the start when `None`), and where the next page
+    /// starts. Without `known` accounts the server sorts and cuts: a page costs what its
+    /// rows cost, however many accounts are quiet.
+    pub async fn inactive_accounts_page(
+        &self,
+        since: SystemTime,
+        known: &[KnownAccount],
+        after: Option<InactiveCursor>,
+        limit: usize,
+    ) -> Result<InactivePage> {
+        let limit = limit.max(1);
+        self.timed(async {
+            let cutoff = ceil_seconds(since);
+            let mut accounts = if known.is_empty() {
+                let src = self.source().await?;
+                let (from, account) = match after.map(|c| c.seen()) {
+                    // The cursor is a never-active account: every seen account is after it.
+                    Some(None) | None => (None, 0),
+                    Some(Some(seen)) => (Some(seen.0), seen.1),
+                };
+                let resume = if from.is_some() {
+                    " AND (l > ? OR (l = ? AND account_id > ?))"
+                } else {
+                    ""
+                };
+                let mut query = self
+                    .client
+                    .query(&format!(
+                        "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
+                         HAVING l < ?{resume} ORDER BY l, account_id LIMIT ?",
+                        last = src.last(),
+                        table = src.table,
+                    ))
+                    .bind(cutoff);
+                if let Some(from) = from {
+                    query = query.bind(from).bind(from).bind(account);
+                }
+                let rows: Vec<LastSeenRow> = query.bind(limit as u64 + 1).fetch_all().await?;
+                rows.into_iter()
+                    .map(|r| InactiveAccount {
+                        account_id: r.account_id,
+                        last_seen: Some(unix(r.last)),
+                        signed_up: None,
+                    })
+                    .collect()
+            } else {
+                let seen = self.last_seen().await?;
+                let mut all = inactive(&seen, since, known);
+                if let Some(after) = after {
+                    all.retain(|a| after.precedes(a));
+                }
+                all.truncate(limit + 1);
+                all
+            };
+            let next = if accounts.len() > limit {
+                accounts.truncate(limit);
+                accounts.last().map(InactiveCursor::after)
+            } else {
+                None
+            };
+            Ok(InactivePage { accounts, next })
+        })
+        .await
+    }
+
+    /// How many accounts [`inactive_accounts`](Self::inactive_accounts) would list.
+    pub async fn count_inactive(&self, since: SystemTime, known: &[KnownAccount]) -> Result<u64> {
+        self.timed(async {
+            if known.is_empty() {
+                let src = self.source().await?;
+                return Ok(self
+                    .client
+                    .query(&format!(
+                        "SELECT count() FROM (SELECT account_id, {last} AS l FROM {table} \
+                         GROUP BY account_id HAVING l < ?)",
+                        last = src.last(),
+                        table = src.table,
+                    ))
+                    .bind(ceil_seconds(since))
+                    .fetch_one::<u64>()
+                    .await?);
+            }
+            let seen = self.last_seen().await?;
+            Ok(inactive(&seen, since, known).len() as u64)
+        })
+        .await
     }
 }
 

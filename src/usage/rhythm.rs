@@ -254,7 +254,7 @@ impl Usage {
         let src = self.source().await?;
         let today = Day::of(window.at);
         let at = ceil_seconds(window.at);
-        let day = |d: Day| format!("toDate('{}')", d.sql());
+        let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
         let history = day(today.sub_days(window.history_days));
         let recent_day = today.sub_days(window.recent_days);
         let baseline = day(recent_day.sub_days(window.baseline_days));

@@ -143,6 +143,91 @@ pub struct InactiveAccount {
     pub signed_up: Option<SystemTime>,
 }
 
+/// Where a page of [inactive accounts](Usage::inactive_accounts_page) ends: the next page
+/// starts after it. Opaque: made by a page, written and read as text (digits, `n` and `_`,
+/// safe in a URL) with [`Display`](std::fmt::Display) and [`FromStr`](std::str::FromStr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InactiveCursor {
+    /// The sort key of the last account of a page: last seen, signed up (nanoseconds since
+    /// the epoch), account.
+    key: (Option<u128>, Option<u128>, u64),
+}
+
+fn nanos(time: Option<SystemTime>) -> Option<u128> {
+    time.map(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    })
+}
+
+impl InactiveCursor {
+    /// The cursor just after `account`.
+    pub(super) fn after(account: &InactiveAccount) -> Self {
+        Self {
+            key: (
+                nanos(account.last_seen),
+                nanos(account.signed_up),
+                account.account_id,
+            ),
+        }
+    }
+
+    /// Whether `account` sorts after the cursor.
+    pub(super) fn precedes(&self, account: &InactiveAccount) -> bool {
+        Self::after(account).key > self.key
+    }
+
+    /// The last-seen second and the account of the cursor, for a query over accounts seen.
+    pub(super) fn seen(&self) -> Option<(u64, u64)> {
+        let secs = self.key.0? / 1_000_000_000;
+        Some((u64::try_from(secs).unwrap_or(u64::MAX), self.key.2))
+    }
+}
+
+impl std::fmt::Display for InactiveCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let part = |n: Option<u128>| n.map_or_else(|| "n".to_owned(), |n| n.to_string());
+        write!(
+            f,
+            "{}_{}_{}",
+            part(self.key.0),
+            part(self.key.1),
+            self.key.2
+        )
+    }
+}
+
+impl std::str::FromStr for InactiveCursor {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || crate::error::Error::Config(format!("{text:?} is not a cursor"));
+        let part = |p: &str| match p {
+            "n" => Ok(None),
+            p => p.parse::<u128>().map(Some).map_err(|_| bad()),
+        };
+        let mut parts = text.split('_');
+        let (Some(last), Some(signed), Some(id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(Self {
+            key: (part(last)?, part(signed)?, id.parse().map_err(|_| bad())?),
+        })
+    }
+}
+
+/// One page of inactive accounts. Made by [`Usage::inactive_accounts_page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InactivePage {
+    /// The accounts of the page, in the order of [`Usage::inactive_accounts`].
+    pub accounts: Vec<InactiveAccount>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<InactiveCursor>,
+}
+
 /// An account the application knows, with the time it signed up: an account that never had
 /// an event is reported inactive once it signed up longer ago than the cutoff.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,8 +1,9 @@
 //! [`Builder`]: where the writer writes and how it batches, retries and times out.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
+    connection::{Connection, ConnectionBuilder},
     error::{Error, Result},
     schema::Schema,
 };
@@ -12,25 +13,23 @@ use super::{
     spool::{Fsync, Spool, SpoolConfig},
 };
 
-/// Configures and starts the writer. Made by [`Analytics::builder`].
+/// Configures and starts the writer. Made by [`Analytics::builder`] (from a URL) or
+/// [`Analytics::builder_with`] (from a [`Connection`]).
 ///
 /// Every `with_*` method states its default. [`build`](Self::build) checks the whole
 /// configuration at once and spawns the worker; [`build_pair`](Self::build_pair) hands the
-/// worker to the caller instead.
-#[derive(Clone, Debug)]
+/// worker to the caller instead. Its `Debug` output shows no password.
+#[derive(Clone)]
 pub struct Builder {
-    pub(crate) url: String,
-    pub(crate) user: Option<String>,
-    pub(crate) password: Option<String>,
+    /// The connection's settings; the connection itself once it is made.
+    connection: ConnectionBuilder,
+    built: Option<Connection>,
     pub(crate) schema: Schema,
     pub(crate) create_schema: bool,
     pub(crate) queue_capacity: usize,
     pub(crate) max_rows: usize,
     pub(crate) max_bytes: usize,
     pub(crate) flush_interval: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) send_timeout: Duration,
-    pub(crate) receive_timeout: Duration,
     pub(crate) min_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) dead_letter_dir: Option<PathBuf>,
@@ -39,21 +38,47 @@ pub struct Builder {
     pub(crate) report: Option<super::rest::Target>,
 }
 
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Builder");
+        match &self.built {
+            Some(connection) => d.field("connection", connection),
+            None => d.field("connection", &self.connection),
+        };
+        d.field("schema", &self.schema)
+            .field("create_schema", &self.create_schema)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_rows", &self.max_rows)
+            .field("max_bytes", &self.max_bytes)
+            .field("flush_interval", &self.flush_interval)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("dead_letter_dir", &self.dead_letter_dir)
+            .field("spool", &self.spool)
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
 impl Builder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
+        Self::with_settings(Connection::builder(url), None)
+    }
+
+    pub(crate) fn from_connection(connection: Connection) -> Self {
+        Self::with_settings(connection.settings(), Some(connection))
+    }
+
+    fn with_settings(connection: ConnectionBuilder, built: Option<Connection>) -> Self {
         Self {
-            url: url.into(),
-            user: None,
-            password: None,
+            connection,
+            built,
             schema: Schema::default(),
             create_schema: true,
             queue_capacity: 100_000,
             max_rows: 10_000,
             max_bytes: 8 * 1024 * 1024,
             flush_interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(5),
-            send_timeout: Duration::from_secs(10),
-            receive_timeout: Duration::from_secs(30),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             dead_letter_dir: None,
@@ -63,25 +88,46 @@ impl Builder {
     }
 
     pub(crate) fn reporting_to(url: impl Into<String>, token: impl Into<String>) -> Self {
-        let mut builder = Self::new(url);
+        let url = url.into();
+        let mut builder = Self::new(url.clone());
         builder.max_rows = super::rest::MAX_BATCH;
         builder.report = Some(super::rest::Target {
-            url: builder.url.clone(),
+            url,
             token: token.into(),
         });
         builder
     }
 
-    /// The ClickHouse user. Default: none sent (the server's `default` user).
-    pub fn with_user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
+    /// Changes the connection's settings; a connection given to
+    /// [`Analytics::builder_with`] is then made anew from them (with a pool of its own).
+    fn connection(mut self, change: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder) -> Self {
+        self.connection = change(self.connection);
+        self.built = None;
         self
     }
 
-    /// The ClickHouse password. Default: none.
-    pub fn with_password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
+    /// The ClickHouse user. Default: the user in the URL, or none sent (the server's
+    /// `default` user). See [`ConnectionBuilder::with_user`].
+    pub fn with_user(self, user: impl Into<String>) -> Self {
+        self.connection(|c| c.with_user(user))
+    }
+
+    /// The ClickHouse password. Default: the password in the URL, or none.
+    /// See [`ConnectionBuilder::with_password`].
+    pub fn with_password(self, password: impl Into<String>) -> Self {
+        self.connection(|c| c.with_password(password))
+    }
+
+    /// Also trusts the CA certificates in this PEM file (a private CA). Default: none.
+    /// See [`ConnectionBuilder::with_ca_file`].
+    pub fn with_ca_file(self, path: impl Into<PathBuf>) -> Self {
+        self.connection(|c| c.with_ca_file(path))
+    }
+
+    /// Also trusts the CA certificates in these PEM bytes. Default: none.
+    /// See [`ConnectionBuilder::with_ca_pem`].
+    pub fn with_ca_pem(self, pem: impl Into<Vec<u8>>) -> Self {
+        self.connection(|c| c.with_ca_pem(pem))
     }
 
     /// The database and table to write to. Default: `idp`.`events`.
@@ -131,23 +177,21 @@ impl Builder {
         self
     }
 
-    /// How long to wait for a TCP connection to ClickHouse. Default: 5 s.
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
+    /// How long to wait for a TCP connection to ClickHouse, and then for the TLS handshake.
+    /// Default: 5 s each. See [`ConnectionBuilder::with_connect_timeout`].
+    pub fn with_connect_timeout(self, timeout: Duration) -> Self {
+        self.connection(|c| c.with_connect_timeout(timeout))
     }
 
     /// How long sending one chunk of an insert may take. Default: 10 s.
-    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
-        self.send_timeout = timeout;
-        self
+    pub fn with_send_timeout(self, timeout: Duration) -> Self {
+        self.connection(|c| c.with_send_timeout(timeout))
     }
 
     /// How long to wait for ClickHouse's answer once an insert (or a schema query) is sent.
     /// Default: 30 s.
-    pub fn with_receive_timeout(mut self, timeout: Duration) -> Self {
-        self.receive_timeout = timeout;
-        self
+    pub fn with_receive_timeout(self, timeout: Duration) -> Self {
+        self.connection(|c| c.with_receive_timeout(timeout))
     }
 
     /// The first and the longest wait between retries; waits double in between, with
@@ -161,6 +205,10 @@ impl Builder {
     /// A directory for batches ClickHouse rejected as bad data: each such batch is kept
     /// there as a file of JSON lines, one event a line. Default: none, and such batches are
     /// logged whole at `error` level instead.
+    ///
+    /// The directory is created `0700` and its files `0600`. A directory that is a symbolic
+    /// link, is owned by another user or can be written by its group or others is refused,
+    /// and the batch is logged instead.
     pub fn with_dead_letter_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dead_letter_dir = Some(dir.into());
         self
@@ -177,11 +225,21 @@ impl Builder {
     /// length up to [`with_spool_max_bytes`](Self::with_spool_max_bytes) loses nothing.
     /// One writer at a time may use a directory; [`build`](Self::build) fails if it is
     /// locked by another, or cannot be created.
+    ///
+    /// The spool holds every event's account and time, and what is in it is replayed as
+    /// events: the directory is created `0700` and its files `0600`, and
+    /// [`build`](Self::build) refuses ([`Error::Spool`](crate::Error::Spool)) a directory
+    /// that is a symbolic link, is owned by another user, or can be written by its group
+    /// or by others. Files in it are opened without following links; a file named like a
+    /// segment that is not a regular file, or is longer than a segment can be (twice
+    /// [`with_max_bytes`](Self::with_max_bytes) and one record), is left alone and never
+    /// read.
     pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         let spool = self.spool.get_or_insert_with(|| SpoolConfig {
             dir: PathBuf::new(),
             max_bytes: 1 << 30,
             fsync: Fsync::default(),
+            max_segment_bytes: 0,
         });
         spool.dir = dir.into();
         self
@@ -215,9 +273,6 @@ impl Builder {
         if let Some(target) = &self.report {
             target.validate(self.max_rows)?;
         }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return bad("the ClickHouse URL must start with http:// or https://");
-        }
         if self.queue_capacity == 0 {
             return bad("queue capacity must be at least 1");
         }
@@ -229,9 +284,6 @@ impl Builder {
         }
         for (name, d) in [
             ("flush interval", self.flush_interval),
-            ("connect timeout", self.connect_timeout),
-            ("send timeout", self.send_timeout),
-            ("receive timeout", self.receive_timeout),
             ("minimum backoff", self.min_backoff),
         ] {
             if d.is_zero() {
@@ -255,7 +307,8 @@ impl Builder {
         Ok(())
     }
 
-    /// Checks the configuration, opens the spool if there is one, and spawns the worker on
+    /// Checks the configuration (the connection's too, see [`ConnectionBuilder::build`]),
+    /// opens the spool if there is one, and spawns the worker on
     /// the current Tokio runtime.
     ///
     /// Nothing here waits for ClickHouse: the worker reads the server version, creates and
@@ -273,10 +326,65 @@ impl Builder {
 
     /// Like [`build`](Self::build), but returns the worker for the caller to run
     /// (`tokio::spawn(worker.run())`, or on a runtime of its choice).
-    pub fn build_pair(self) -> Result<(Analytics, Worker)> {
+    pub fn build_pair(mut self) -> Result<(Analytics, Worker)> {
         self.validate()?;
-        let spool = self.spool.clone().map(Spool::open).transpose()?;
+        let connection = match self.built.take() {
+            Some(connection) => connection,
+            None => self.connection.clone().build()?,
+        };
+        let max_segment_bytes = super::spool::max_segment_bytes(self.max_bytes);
+        let spool = self
+            .spool
+            .clone()
+            .map(|spool| {
+                Spool::open(SpoolConfig {
+                    max_segment_bytes,
+                    ..spool
+                })
+            })
+            .transpose()?;
+        self.built = Some(connection.clone());
         let config = Arc::new(self);
-        Ok(super::handle::pair(config, spool))
+        Ok(super::handle::pair(config, connection, spool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_password() {
+        let builder = Builder::new("http://alice:url-secret@127.0.0.1:8123/?password=query-secret")
+            .with_password("set-secret")
+            .with_user("bob");
+        let shown = format!("{builder:?}");
+        for secret in ["url-secret", "query-secret", "set-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("bob") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        // Once built, the connection shows none either.
+        let connection = Connection::builder("http://alice:url-secret@127.0.0.1:8123")
+            .build()
+            .unwrap();
+        let shown = format!("{:?}", Builder::from_connection(connection));
+        assert!(!shown.contains("url-secret"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_setting_changed_after_a_connection_makes_a_new_one() {
+        let connection = Connection::builder("http://127.0.0.1:8123")
+            .build()
+            .unwrap();
+        let builder = Builder::from_connection(connection).with_user("carol");
+        assert!(builder.built.is_none());
+        assert!(format!("{builder:?}").contains("carol"));
     }
 }

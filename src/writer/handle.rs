@@ -16,11 +16,13 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::{
+    connection::Connection,
     error::{Error, Rejected},
     event::{Capture, Event},
+    usage::Usage,
 };
 
-use super::{Builder, Stats, Worker, spool::Spool, stats::Counters};
+use super::{Builder, PauseReason, Stats, Worker, metrics::Metrics, spool::Spool, stats::Counters};
 
 /// Why events were not written, reported to those who asked for a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +136,7 @@ impl<T> std::ops::Deref for Padded<T> {
 /// State shared by the handles and the worker.
 pub(crate) struct Shared {
     pub(crate) config: Arc<Builder>,
+    pub(crate) connection: Connection,
     pub(crate) queue: ArrayQueue<Item>,
     /// Slots taken in the queue, reserved before a push so a group goes in whole or not at
     /// all. On a cache line of its own: producers and the worker both write it.
@@ -154,7 +157,10 @@ pub(crate) struct Shared {
     pub(crate) spool_full: AtomicBool,
     /// The worker cannot write until someone acts (credentials, table); events are kept.
     pub(crate) paused: AtomicBool,
+    /// Why the worker is paused, while it is.
+    pub(crate) pause_reason: Mutex<Option<PauseReason>>,
     pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
     pub(crate) leftovers: Mutex<Vec<Event>>,
     pub(crate) done: watch::Sender<bool>,
 }
@@ -231,6 +237,8 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot(self.enqueued());
+        stats.paused = *self.pause_reason.lock().unwrap_or_else(|e| e.into_inner());
+        stats.queued = self.queue.len() as u64;
         if let Some(spool) = &self.spool {
             stats.spooled_bytes = spool.disk_bytes.load(Ordering::Relaxed);
             stats.spooled_segments = spool.segments.load(Ordering::Relaxed);
@@ -301,9 +309,15 @@ impl fmt::Debug for Analytics {
     }
 }
 
-pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Worker) {
+pub(crate) fn pair(
+    config: Arc<Builder>,
+    connection: Connection,
+    spool: Option<Spool>,
+) -> (Analytics, Worker) {
     let capacity = config.queue_capacity;
     let shared = Arc::new(Shared {
+        metrics: Metrics::new(&config.schema.qualified_table()),
+        connection,
         wake_at: config.max_rows.min(capacity.div_ceil(2)).max(1),
         queue: ArrayQueue::new(capacity),
         reserved: Padded(AtomicUsize::new(0)),
@@ -315,6 +329,7 @@ pub(crate) fn pair(config: Arc<Builder>, spool: Option<Spool>) -> (Analytics, Wo
         spool,
         spool_full: AtomicBool::new(false),
         paused: AtomicBool::new(false),
+        pause_reason: Mutex::new(None),
         counters: Counters::default(),
         leftovers: Mutex::new(Vec::new()),
         done: watch::Sender::new(false),
@@ -360,6 +375,23 @@ impl Analytics {
     /// and [`usage`](crate::Usage) must be pointed at the endpoint's ClickHouse, not at `url`.
     pub fn builder_reporting_to(url: impl Into<String>, token: impl Into<String>) -> Builder {
         Builder::reporting_to(url, token)
+    }
+
+    /// Starts configuring a writer over `connection`, whose URL, credentials, TLS roots and
+    /// timeouts it uses, and whose pool of HTTP connections it shares with every client made
+    /// from it.
+    pub fn builder_with(connection: Connection) -> Builder {
+        Builder::from_connection(connection)
+    }
+
+    /// The connection this writer writes through: make other clients from it.
+    pub fn connection(&self) -> &Connection {
+        &self.shared().connection
+    }
+
+    /// Usage queries over this writer's connection and tables: no second set of settings.
+    pub fn usage(&self) -> Usage {
+        Usage::from_connection(self.connection(), self.schema().clone())
     }
 
     fn shared(&self) -> &Shared {
@@ -465,9 +497,10 @@ impl Analytics {
         !self.shared().is_closing()
     }
 
-    /// Whether the writer is paused: ClickHouse refused its credentials or its table, so it
-    /// keeps the events it has and checks again with backoff. A reporter should answer
-    /// `503` while this holds.
+    /// Whether the writer is paused: it met an error it cannot write past on its own
+    /// (credentials, the table, TLS, an answer that is not ClickHouse's), so it keeps the
+    /// events it has and tries again with backoff. [`Stats::paused`] says why. A reporter
+    /// should answer `503` while this holds.
     pub fn is_paused(&self) -> bool {
         self.shared().paused.load(Ordering::Relaxed)
     }
@@ -485,7 +518,7 @@ impl Analytics {
     /// A new client for this writer's server and credentials (no default database), for
     /// the reads that go with writing, such as the reporter's look-up of resent ids.
     pub(crate) fn query_client(&self) -> clickhouse::Client {
-        super::sink::admin_client(&self.shared().config)
+        self.connection().client()
     }
 
     /// Stops taking events, writes everything queued, and waits until ClickHouse has

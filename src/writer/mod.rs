@@ -13,8 +13,36 @@
 //!   timeouts and server errors with exponential backoff and jitter. A retried batch carries
 //!   the same `event_id`s (and, from ClickHouse 22.2 on, the same
 //!   `insert_deduplication_token`), so no duplicate is visible;
-//! - sets batches ClickHouse refuses as bad data aside in a dead-letter file, and pauses
-//!   (keeping the events) on authentication and missing-table errors.
+//! - sets batches ClickHouse refuses as bad data (by a known error code) aside in a
+//!   dead-letter file, and pauses on every other error it cannot retry past: credentials,
+//!   the table, TLS, an answer that is not ClickHouse's, an unknown code. A paused writer
+//!   keeps its events (and its spool), says why in [`Stats::paused`] and the log, and tries
+//!   again with backoff.
+//!
+//! # Metrics
+//!
+//! With the feature `metrics`, the writer publishes through the
+//! [`metrics`](https://docs.rs/metrics) facade, for whatever exporter the application
+//! installs (Prometheus, OpenTelemetry):
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `idp_analytics_events_enqueued_total` | counter | events taken into the queue |
+//! | `idp_analytics_events_written_total` | counter | events ClickHouse acknowledged |
+//! | `idp_analytics_events_dropped_total{reason}` | counter | events refused: `queue_full`, `spool_full`, `closed`, `invalid` |
+//! | `idp_analytics_events_dead_lettered_total` | counter | events refused by ClickHouse as bad data |
+//! | `idp_analytics_inserts_total` | counter | inserts ClickHouse acknowledged |
+//! | `idp_analytics_insert_retries_total` | counter | insert attempts that failed and were tried again |
+//! | `idp_analytics_pauses_total{reason}` | counter | times the writer paused, by [`PauseReason::as_str`] |
+//! | `idp_analytics_paused` | gauge | 1 while the writer is paused, else 0 |
+//! | `idp_analytics_queue_events` | gauge | events in the in-memory queue |
+//! | `idp_analytics_pending_events` | gauge | events taken and not yet written (queue, spool, batch) |
+//! | `idp_analytics_spool_bytes` | gauge | bytes of spool segment files |
+//! | `idp_analytics_insert_duration_seconds` | histogram | time from sending an insert to its acknowledgement |
+//!
+//! Every series has a `table` label (`database.table`). Counters and gauges are published by
+//! the worker once a second and when it stops, so the request path pays nothing for them;
+//! the histogram and the pause counter are recorded as they happen.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -36,6 +64,9 @@
 mod collector;
 mod config;
 mod handle;
+mod metrics;
+mod pause;
+mod private;
 mod rest;
 mod sink;
 pub(crate) mod spool;
@@ -44,6 +75,7 @@ mod worker;
 
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
+pub use pause::PauseReason;
 pub use rest::MAX_BATCH;
 #[doc(hidden)]
 pub use sink::EventRow;

@@ -30,16 +30,17 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    connection::Connection,
     error::{Error, Result},
     event::Event,
 };
 
 use super::{
-    Builder,
+    PauseReason,
     handle::Shared,
     sink,
     stats::{Counters, StatsLog},
-    worker::{Backoff, Outcome},
+    worker::{self, Backoff, Outcome},
 };
 
 /// The most events in one request: the reporter's limit for `/events`.
@@ -147,8 +148,8 @@ pub(crate) enum Reply {
     Stored,
     /// Try the same batch again: after `Retry-After` when given, else after a backoff.
     Retry(Option<Duration>, String),
-    /// Stop and keep the events; try again after a backoff.
-    Pause(String),
+    /// Stop and keep the events, for this reason; try again after a backoff.
+    Pause(PauseReason, String),
     /// `422` naming these items (positions in the batch, each once, in order).
     BadItems(Vec<usize>, String),
 }
@@ -181,9 +182,10 @@ pub(crate) fn interpret(
     let what = format!("{status} {message}");
     match status {
         StatusCode::OK => Reply::Stored,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Reply::Pause(format!("the reporter endpoint refused the token ({what})"))
-        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Reply::Pause(
+            PauseReason::ReporterToken,
+            format!("the reporter endpoint refused the token ({what})"),
+        ),
         StatusCode::UNPROCESSABLE_ENTITY => {
             let mut bad: Vec<usize> = answer
                 .map(|a| a.errors.into_iter().map(|e| e.index).collect())
@@ -191,10 +193,13 @@ pub(crate) fn interpret(
             bad.sort_unstable();
             bad.dedup();
             if bad.is_empty() || bad.iter().any(|&i| i >= batch_len) {
-                Reply::Pause(format!(
-                    "the reporter endpoint refused the batch without naming a bad item \
-                     ({what}); the events are kept"
-                ))
+                Reply::Pause(
+                    PauseReason::ReporterAnswer,
+                    format!(
+                        "the reporter endpoint refused the batch without naming a bad item \
+                         ({what}); the events are kept"
+                    ),
+                )
             } else {
                 Reply::BadItems(bad, what)
             }
@@ -203,9 +208,10 @@ pub(crate) fn interpret(
             Reply::Retry(parse_retry_after(retry_after), what)
         }
         s if s.is_server_error() => Reply::Retry(parse_retry_after(retry_after), what),
-        _ => Reply::Pause(format!(
-            "the reporter endpoint answered {what}; the events are kept"
-        )),
+        _ => Reply::Pause(
+            PauseReason::ReporterAnswer,
+            format!("the reporter endpoint answered {what}; the events are kept"),
+        ),
     }
 }
 
@@ -226,11 +232,11 @@ pub(crate) struct RestSink {
 }
 
 impl RestSink {
-    pub(crate) fn new(config: &Builder, target: &Target) -> Self {
+    pub(crate) fn new(connection: &Connection, target: &Target) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_connect_timeout(Some(connection.connect_timeout()));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -244,7 +250,7 @@ impl RestSink {
             client,
             uri,
             authorization,
-            timeout: config.send_timeout + config.receive_timeout,
+            timeout: connection.send_timeout() + connection.receive_timeout(),
         }
     }
 
@@ -347,9 +353,7 @@ pub(super) async fn write(
         log.observe(shared.stats());
         let wait = match reply {
             Reply::Stored => {
-                shared
-                    .paused
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                worker::resume(shared, "the reporter endpoint stored a batch");
                 Counters::add(&counters.written, batch.len());
                 Counters::add(&counters.batches, 1);
                 backoff.reset();
@@ -376,11 +380,8 @@ pub(super) async fn write(
                 }
                 continue;
             }
-            Reply::Pause(reason) => {
-                shared
-                    .paused
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(%reason, rows = batch.len(), "analytics writer paused; events are kept and sent again");
+            Reply::Pause(reason, detail) => {
+                worker::pause(shared, reason, &detail, batch.len());
                 backoff.next()
             }
             Reply::Retry(after, reason) => {
@@ -432,7 +433,7 @@ mod tests {
         ));
         assert!(matches!(
             interpret(StatusCode::UNAUTHORIZED, None, b"", 3),
-            Reply::Pause(_)
+            Reply::Pause(..)
         ));
         let bad = interpret(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -449,7 +450,7 @@ mod tests {
         ] {
             assert!(matches!(
                 interpret(StatusCode::UNPROCESSABLE_ENTITY, None, body, 3),
-                Reply::Pause(_)
+                Reply::Pause(..)
             ));
         }
         for status in [
@@ -457,7 +458,7 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE,
             StatusCode::BAD_REQUEST,
         ] {
-            assert!(matches!(interpret(status, None, b"", 3), Reply::Pause(_)));
+            assert!(matches!(interpret(status, None, b"", 3), Reply::Pause(..)));
         }
     }
 

@@ -7,20 +7,17 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use hyper_util::{
-    client::legacy::{Client as HyperClient, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
+    connection::{Connection, find_in_chain},
     error::{Error, Result},
     event::Event,
     schema::{Schema, ServerVersion},
 };
 
-use super::Builder;
+use super::PauseReason;
 
 /// One row of the events table, borrowed from an [`Event`]. Public, hidden, for the
 /// counted benchmarks only.
@@ -101,14 +98,15 @@ impl<'a> From<&'a Event> for DeadLetterLine<'a> {
 pub(crate) enum Failure {
     /// Try again after a backoff: the network, a timeout, an overloaded server.
     Transient,
-    /// The rows themselves were refused: retrying cannot help.
+    /// ClickHouse refused the rows themselves, with a code that says so: retrying cannot
+    /// help.
     BadData,
-    /// Authentication or the table is wrong: stop writing, keep the events, check the
-    /// schema again and retry.
-    Pause,
+    /// Anything else: stop writing, keep the events, check the schema again and retry.
+    Pause(PauseReason),
 }
 
-/// ClickHouse error codes that mean the data could not be parsed or stored.
+/// ClickHouse error codes that mean the data could not be parsed or stored. Only these
+/// dead-letter a batch.
 const BAD_DATA_CODES: &[u32] = &[
     6,   // CANNOT_PARSE_TEXT
     26,  // CANNOT_PARSE_QUOTED_STRING
@@ -125,61 +123,170 @@ const BAD_DATA_CODES: &[u32] = &[
     131, // TOO_LARGE_STRING_SIZE
 ];
 
-/// ClickHouse error codes that mean the writer cannot write here until someone acts.
-const PAUSE_CODES: &[u32] = &[
-    16,  // NO_SUCH_COLUMN_IN_TABLE
-    60,  // UNKNOWN_TABLE
-    81,  // UNKNOWN_DATABASE
-    164, // READONLY
-    192, // UNKNOWN_USER
-    193, // WRONG_PASSWORD
-    194, // REQUIRED_PASSWORD
-    195, // IP_ADDRESS_NOT_ALLOWED
-    497, // ACCESS_DENIED
-    516, // AUTHENTICATION_FAILED
+/// ClickHouse error codes that pass by themselves: retried with backoff, without pausing.
+const TRANSIENT_CODES: &[u32] = &[
+    3,    // UNEXPECTED_END_OF_FILE (a body cut on the way)
+    159,  // TIMEOUT_EXCEEDED
+    160,  // TOO_SLOW
+    173,  // CANNOT_ALLOCATE_MEMORY
+    201,  // QUOTA_EXCEEDED
+    202,  // TOO_MANY_SIMULTANEOUS_QUERIES
+    203,  // NO_FREE_CONNECTION
+    209,  // SOCKET_TIMEOUT
+    210,  // NETWORK_ERROR
+    225,  // NO_ZOOKEEPER
+    236,  // ABORTED
+    241,  // MEMORY_LIMIT_EXCEEDED
+    242,  // TABLE_IS_READ_ONLY (a replica without Keeper, for now)
+    243,  // NOT_ENOUGH_SPACE
+    252,  // TOO_MANY_PARTS
+    285,  // TOO_FEW_LIVE_REPLICAS
+    319,  // UNKNOWN_STATUS_OF_INSERT
+    394,  // QUERY_WAS_CANCELLED
+    425,  // SYSTEM_ERROR
+    439,  // CANNOT_SCHEDULE_TASK
+    999,  // KEEPER_EXCEPTION
+    1000, // POCO_EXCEPTION (network and I/O errors inside the server)
 ];
 
-/// The `Code: N` a ClickHouse error message starts with (18.16 sends it only in the body).
+/// ClickHouse error codes that mean the writer cannot write here until someone acts.
+const PAUSE_CODES: &[(u32, PauseReason)] = &[
+    (16, PauseReason::Table),           // NO_SUCH_COLUMN_IN_TABLE
+    (60, PauseReason::Table),           // UNKNOWN_TABLE
+    (81, PauseReason::Table),           // UNKNOWN_DATABASE
+    (164, PauseReason::AccessDenied),   // READONLY
+    (192, PauseReason::Authentication), // UNKNOWN_USER
+    (193, PauseReason::Authentication), // WRONG_PASSWORD
+    (194, PauseReason::Authentication), // REQUIRED_PASSWORD
+    (195, PauseReason::Authentication), // IP_ADDRESS_NOT_ALLOWED
+    (497, PauseReason::AccessDenied),   // ACCESS_DENIED
+    (516, PauseReason::Authentication), // AUTHENTICATION_FAILED
+];
+
+/// The `Code: N` a ClickHouse error message starts with. 18.16 sends it only in the body
+/// (`Code: 60, e.displayText() = ...`, with status 500 or one mapped from the code); 26.x
+/// sends `Code: 60. DB::Exception: ...` and the `X-ClickHouse-Exception-Code` header, which
+/// the client turns into `Code: 60` when the body is empty. A message that does not start
+/// so (a proxy's HTML page) has no code, whatever it contains.
 pub(crate) fn error_code(message: &str) -> Option<u32> {
-    let rest = &message[message.find("Code: ")? + "Code: ".len()..];
+    let rest = message.trim_start().strip_prefix("Code: ")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     rest[..digits].parse().ok()
 }
 
+/// What a failed request means. Fails closed: only a known bad-data code dead-letters, only
+/// known passing conditions are retried without a pause.
 pub(crate) fn classify(error: &Error) -> Failure {
     use clickhouse::error::Error as Ch;
     match error {
         Error::ClickHouse(Ch::BadResponse(message)) => match error_code(message) {
             Some(code) if BAD_DATA_CODES.contains(&code) => Failure::BadData,
-            Some(code) if PAUSE_CODES.contains(&code) => Failure::Pause,
-            _ => Failure::Transient,
+            Some(code) if TRANSIENT_CODES.contains(&code) => Failure::Transient,
+            Some(code) => Failure::Pause(
+                PAUSE_CODES
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map_or(PauseReason::UnknownCode(code), |(_, reason)| *reason),
+            ),
+            None => Failure::Pause(PauseReason::NotClickHouse),
         },
-        Error::ClickHouse(Ch::Network(_) | Ch::TimedOut | Ch::Other(_)) | Error::Timeout(_) => {
-            Failure::Transient
+        Error::ClickHouse(Ch::Network(source)) => classify_network(source.as_ref()),
+        Error::ClickHouse(Ch::Other(source)) if is_io(source.as_ref()) => {
+            classify_network(source.as_ref())
         }
-        Error::SchemaMismatch { .. } | Error::UnsupportedServer { .. } => Failure::Pause,
-        // Serialization and the like: the rows cannot be sent as they are.
-        _ => Failure::BadData,
+        Error::ClickHouse(Ch::TimedOut) | Error::Timeout(_) => Failure::Transient,
+        Error::ClickHouse(Ch::Unsupported(_)) => Failure::Pause(PauseReason::Scheme),
+        Error::SchemaMismatch { .. } | Error::TableMissing { .. } => {
+            Failure::Pause(PauseReason::Table)
+        }
+        Error::UnsupportedServer { .. } => Failure::Pause(PauseReason::UnsupportedServer),
+        _ => Failure::Pause(PauseReason::Other),
     }
 }
 
-/// The HTTP client, with `TCP_NODELAY` on: without it every insert waits about 40 ms on a
-/// delayed ACK.
-fn http_client(config: &Builder) -> clickhouse::Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    let http = HyperClient::builder(TokioExecutor::new())
-        // Below the server's keep-alive timeout (`keep_alive_timeout`: 3 s on 18.16, 30 s on
-        // 26.9).
-        .pool_idle_timeout(Duration::from_secs(2))
-        .build(connector);
-    clickhouse::Client::with_http_client(http)
+fn is_io(error: &(dyn std::error::Error + 'static)) -> bool {
+    find_in_chain::<std::io::Error>(error).is_some()
+        || find_in_chain::<hyper::Error>(error).is_some()
+}
+
+/// A failure to connect, to shake hands or to read an answer.
+fn classify_network(error: &(dyn std::error::Error + 'static)) -> Failure {
+    #[cfg(feature = "rustls")]
+    {
+        use crate::connection::tls;
+        if find_in_chain::<tls::HandshakeTimedOut>(error).is_some() {
+            return Failure::Pause(PauseReason::NotTls);
+        }
+        if let Some(tls_error) = tls::rustls_error(error) {
+            use rustls::{CertificateError as Cert, Error as Tls};
+            return Failure::Pause(match tls_error {
+                Tls::InvalidCertificate(Cert::UnknownIssuer) => PauseReason::UntrustedCertificate,
+                Tls::InvalidCertificate(
+                    Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+                ) => PauseReason::CertificateName,
+                Tls::InvalidCertificate(_) => PauseReason::Certificate,
+                Tls::InvalidMessage(_) => PauseReason::NotTls,
+                _ => PauseReason::Tls,
+            });
+        }
+    }
+    let text = chain_text(error);
+    if text.contains("scheme is not http") || text.contains("unsupported scheme") {
+        return Failure::Pause(PauseReason::Scheme);
+    }
+    if find_in_chain::<hyper::Error>(error).is_some_and(hyper::Error::is_parse) {
+        return Failure::Pause(PauseReason::NotHttp);
+    }
+    Failure::Transient
+}
+
+/// Whether the request was sent on a connection that was then closed or reset without an
+/// answer (not a refused or timed-out connect).
+fn unanswered(error: &Error) -> bool {
+    let Error::ClickHouse(clickhouse::error::Error::Network(source)) = error else {
+        return false;
+    };
+    let source = source.as_ref();
+    if find_in_chain::<hyper_util::client::legacy::Error>(source).is_some_and(|e| e.is_connect()) {
+        return false;
+    }
+    let closed = find_in_chain::<hyper::Error>(source)
+        .is_some_and(|e| e.is_incomplete_message() || e.is_parse());
+    let reset = find_in_chain::<std::io::Error>(source).is_some_and(|e| {
+        use std::io::ErrorKind as K;
+        matches!(
+            e.kind(),
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+        )
+    });
+    closed || reset
+}
+
+/// Every message of an error's chain, for logs (never holds a credential: requests carry
+/// them in headers, which no error repeats).
+pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(err) = current {
+        let more = err.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        // An `io::Error`'s `source` skips the error it wraps.
+        current = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    text
 }
 
 /// Writes batches to ClickHouse.
 pub(crate) struct Sink {
+    connection: Connection,
     /// Without a default database, for DDL and version checks.
     admin: clickhouse::Client,
     /// With the events' database, for inserts.
@@ -189,38 +296,52 @@ pub(crate) struct Sink {
     send_timeout: Duration,
 }
 
-/// A client for the writer's server and credentials, without a default database.
-pub(crate) fn admin_client(config: &Builder) -> clickhouse::Client {
-    let mut admin = http_client(config)
-        .with_url(&config.url)
+impl Sink {
+    pub(crate) fn new(connection: &Connection, schema: &Schema) -> Self {
         // Column types are checked once by `Schema::check_columns`, which works on every
         // server version; plain RowBinary does too.
-        .with_validation(false);
-    if let Some(user) = &config.user {
-        admin = admin.with_user(user);
-    }
-    if let Some(password) = &config.password {
-        admin = admin.with_password(password);
-    }
-    admin
-}
-
-impl Sink {
-    pub(crate) fn new(config: &Builder) -> Self {
-        let admin = admin_client(config);
-        let insert = admin.clone().with_database(config.schema.database());
+        let admin = connection.client().with_validation(false);
+        let insert = admin.clone().with_database(schema.database());
         Self {
+            connection: connection.clone(),
             admin,
             insert,
             version: None,
-            receive_timeout: config.receive_timeout,
-            send_timeout: config.send_timeout,
+            receive_timeout: connection.receive_timeout(),
+            send_timeout: connection.send_timeout(),
         }
     }
 
     /// The server version, once [`prepare`](Self::prepare) has succeeded.
     pub(crate) fn version(&self) -> Option<ServerVersion> {
         self.version
+    }
+
+    /// What a failed request means, as [`classify`] says, made precise by looking at the
+    /// server's port when the error alone cannot tell: an `https://` handshake that went
+    /// unanswered (a plain-HTTP port answers plain HTTP), or an `http://` request reset
+    /// unanswered (an HTTPS port completes a TLS handshake).
+    pub(crate) async fn diagnose(&self, error: &Error) -> Failure {
+        let failure = classify(error);
+        match failure {
+            Failure::Pause(PauseReason::NotTls) if self.connection.is_https() => {
+                if self.connection.answers_plain_http().await {
+                    failure
+                } else {
+                    Failure::Pause(PauseReason::Tls)
+                }
+            }
+            Failure::Transient | Failure::Pause(PauseReason::NotHttp)
+                if !self.connection.is_https() && unanswered(error) =>
+            {
+                if self.connection.answers_tls().await {
+                    Failure::Pause(PauseReason::TlsPort)
+                } else {
+                    failure
+                }
+            }
+            _ => failure,
+        }
     }
 
     /// Reads the server version (once), then creates or checks the table.
@@ -240,12 +361,26 @@ impl Sink {
     }
 
     /// Inserts `events` in one request and waits for ClickHouse's acknowledgement.
+    ///
+    /// `async_insert=0` is sent to every server that knows the setting (21.11 on; from
+    /// 26.2 it is on by default): the writer relies on a synchronous insert, acknowledged
+    /// once the rows are in a part, and deduplicated by `insert_deduplication_token` on
+    /// retry. An asynchronous insert would be acknowledged from the server's buffer, with
+    /// other dedup semantics and up to 200 ms (1 s on ClickHouse Cloud) more latency.
+    /// The dedup settings that 25.12–26.2 reorganised (`insert_deduplicate`,
+    /// `deduplicate_insert`) are left at the server's defaults.
     pub(crate) async fn insert(&self, schema: &Schema, events: &[Event]) -> Result<()> {
         let mut insert = self
             .insert
             .insert::<EventRow<'_>>(schema.table())
             .await?
             .with_timeouts(Some(self.send_timeout), Some(self.receive_timeout));
+        if self
+            .version
+            .is_some_and(ServerVersion::supports_async_insert)
+        {
+            insert = insert.with_setting("async_insert", "0");
+        }
         if let Some(token) = self.version.and_then(|v| dedup_token(v, events)) {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
@@ -291,8 +426,8 @@ pub(crate) fn dead_letter(dir: Option<&Path>, events: &[Event], reason: &str) ->
             "dead-letter-{stamp}-{}.jsonl",
             Uuid::now_v7().simple()
         ));
-        let written = std::fs::create_dir_all(dir).and_then(|()| {
-            let mut file = std::fs::File::create_new(&path)?;
+        let written = super::private::create_dir(dir).and_then(|()| {
+            let mut file = super::private::create_new(&path)?;
             for line in &lines {
                 writeln!(file, "{line}")?;
             }
@@ -341,6 +476,7 @@ mod tests {
             Some(27)
         );
         assert_eq!(error_code("bad response: 502 Bad Gateway"), None);
+        assert_eq!(error_code("<html><body>Code: 53</body></html>"), None);
         assert_eq!(error_code("Code: x"), None);
     }
 
@@ -367,11 +503,40 @@ mod tests {
         );
         assert_eq!(
             classify(&bad("Code: 193. DB::Exception: Wrong password")),
-            Failure::Pause
+            Failure::Pause(PauseReason::Authentication)
+        );
+        // 26.x: the code from the X-ClickHouse-Exception-Code header, an empty body.
+        assert_eq!(
+            classify(&bad("Code: 516")),
+            Failure::Pause(PauseReason::Authentication)
         );
         assert_eq!(
             classify(&bad("Code: 60. Table doesn't exist")),
-            Failure::Pause
+            Failure::Pause(PauseReason::Table)
+        );
+        assert_eq!(
+            classify(&bad(
+                "Code: 115, e.displayText() = DB::Exception: Unknown setting async_insert"
+            )),
+            Failure::Pause(PauseReason::UnknownCode(115))
+        );
+        assert_eq!(
+            classify(&bad(
+                "<html><head><title>502 Bad Gateway</title></head></html>"
+            )),
+            Failure::Pause(PauseReason::NotClickHouse)
+        );
+        assert_eq!(
+            classify(&Error::ClickHouse(clickhouse::error::Error::Unsupported(
+                "invalid URL, scheme is not http".into()
+            ))),
+            Failure::Pause(PauseReason::Scheme)
+        );
+        assert_eq!(
+            classify(&Error::ClickHouse(clickhouse::error::Error::Custom(
+                "x".into()
+            ))),
+            Failure::Pause(PauseReason::Other)
         );
         assert_eq!(
             classify(&bad("Code: 252. Too many parts")),
@@ -379,6 +544,13 @@ mod tests {
         );
         assert_eq!(
             classify(&bad("500 Internal Server Error")),
+            Failure::Pause(PauseReason::NotClickHouse)
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            classify(&Error::ClickHouse(clickhouse::error::Error::Network(
+                Box::new(reset)
+            ))),
             Failure::Transient
         );
         assert_eq!(

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::event::{Event, Source};
 
-use super::handle::Ack;
+use super::{handle::Ack, private};
 
 /// The first bytes of every segment file.
 pub(crate) const MAGIC: &[u8; 8] = b"IDPSPL1\n";
@@ -39,6 +39,10 @@ const HEADER: usize = 12;
 /// No valid payload is longer: fixed fields and three texts with u16 lengths.
 const MAX_PAYLOAD: usize = 40 + 3 * (2 + u16::MAX as usize);
 const LOCK_FILE: &str = "spool.lock";
+/// Past this many markers that start no good record, the rest of a segment is given up: a
+/// crafted file full of markers costs a bounded scan (at most this many checksums), not one
+/// at every byte.
+const MAX_BAD_MARKERS: u32 = 256;
 const SUFFIX: &str = ".seg";
 
 /// When the spool writes taken events to its file and forces them to disk.
@@ -67,6 +71,15 @@ pub(crate) struct SpoolConfig {
     pub(crate) dir: PathBuf,
     pub(crate) max_bytes: u64,
     pub(crate) fsync: Fsync,
+    /// The longest a segment file can be: a batch's bytes and one record more. Set by the
+    /// builder from its batch size; a longer file is no segment and is never read.
+    pub(crate) max_segment_bytes: u64,
+}
+
+/// The longest a segment can be when a batch is sealed at `batch_bytes` of RowBinary: a
+/// spool record is less than twice an event's RowBinary, and the last record can overshoot.
+pub(crate) fn max_segment_bytes(batch_bytes: usize) -> u64 {
+    (MAGIC.len() + 2 * batch_bytes + HEADER + MAX_PAYLOAD) as u64
 }
 
 /// Encodes one event as a record, appending it to `out`.
@@ -136,6 +149,8 @@ pub(crate) struct Read {
     pub(crate) events: Vec<Event>,
     /// Records skipped for a bad length, checksum or payload, or torn at the end.
     pub(crate) corrupt: u64,
+    /// Whether reading stopped early, at too many bad markers.
+    pub(crate) gave_up: bool,
 }
 
 /// Reads every good record of a segment's bytes, skipping and counting bad ones.
@@ -149,6 +164,7 @@ pub(crate) fn read_records(bytes: &[u8]) -> Read {
     };
     let marker = MARKER.to_le_bytes();
     let mut resync = false;
+    let mut bad_markers = 0;
     while at < bytes.len() {
         let record = &bytes[at..];
         let ok = record.len() >= HEADER && record[..4] == marker && {
@@ -174,6 +190,11 @@ pub(crate) fn read_records(bytes: &[u8]) -> Read {
         if !resync {
             read.corrupt += 1;
             resync = true;
+        }
+        bad_markers += 1;
+        if bad_markers > MAX_BAD_MARKERS {
+            read.gave_up = true;
+            break;
         }
         at += 1;
         match bytes[at..].windows(4).position(|w| w == marker) {
@@ -214,15 +235,13 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating) the directory and takes its lock, so that two writers never share
-    /// one spool. Lists the segments a previous run left, oldest first.
+    /// Opens (creating, `0700`) the directory and takes its lock, so that two writers never
+    /// share one spool. Lists the segments a previous run left, oldest first, leaving out
+    /// anything that is not a regular file or is longer than a segment can be. Refuses a
+    /// directory others could write (see [`private`]).
     pub(crate) fn open(config: SpoolConfig) -> io::Result<Self> {
-        fs::create_dir_all(&config.dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(config.dir.join(LOCK_FILE))?;
+        private::create_dir(&config.dir)?;
+        let lock = private::open_or_create(&config.dir.join(LOCK_FILE))?;
         lock.try_lock().map_err(|_| {
             io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -243,7 +262,17 @@ impl Spool {
             else {
                 continue;
             };
-            found.push((seq, entry.path(), entry.metadata()?.len()));
+            // The entry itself, never what a link points to.
+            let meta = entry.metadata()?;
+            if !meta.is_file() || meta.len() > config.max_segment_bytes {
+                tracing::warn!(
+                    file = %entry.path().display(),
+                    bytes = meta.len(),
+                    "not a spool segment (not a regular file, or too long); leaving it"
+                );
+                continue;
+            }
+            found.push((seq, entry.path(), meta.len()));
         }
         found.sort();
         let next_seq = found.last().map_or(0, |(seq, _, _)| seq + 1);
@@ -309,7 +338,7 @@ impl Spool {
             seq
         };
         let path = self.config.dir.join(format!("{seq:016x}{SUFFIX}"));
-        let mut file = File::create_new(&path)?;
+        let mut file = private::create_new(&path)?;
         self.segments.fetch_add(1, Ordering::Relaxed);
         if let Err(err) = file.write_all(MAGIC) {
             let _ = fs::remove_file(&path);
@@ -342,9 +371,14 @@ impl Spool {
     }
 }
 
-/// Reads a segment file.
-pub(crate) fn read_segment(path: &Path) -> io::Result<Read> {
-    Ok(read_records(&fs::read(path)?))
+/// Reads a segment file: a regular file (no link followed) of at most `max_bytes`.
+pub(crate) fn read_segment(path: &Path, max_bytes: u64) -> io::Result<Read> {
+    use std::io::Read as _;
+    let file = private::open_to_read(path, max_bytes)?;
+    let mut bytes = Vec::new();
+    // Bounded even if the file grows after it was checked.
+    file.take(max_bytes).read_to_end(&mut bytes)?;
+    Ok(read_records(&bytes))
 }
 
 #[cfg(test)]
@@ -408,6 +442,35 @@ mod tests {
             expected.remove(4);
             assert_eq!(read.events, expected, "offset {offset}");
         }
+    }
+
+    #[test]
+    fn a_file_of_markers_costs_a_bounded_scan() {
+        // 4 MiB of markers, each claiming the longest payload, none with a good checksum.
+        let mut bytes = MAGIC.to_vec();
+        let mut fake = MARKER.to_le_bytes().to_vec();
+        fake.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
+        fake.extend_from_slice(&[0; 4]);
+        while bytes.len() < 4 << 20 {
+            bytes.extend_from_slice(&fake);
+        }
+        let read = read_records(&bytes);
+        assert!(read.gave_up);
+        assert!(read.events.is_empty());
+        assert_eq!(read.corrupt, 1);
+
+        // A few bad markers before good records: the records are still read.
+        let events = sample(10);
+        let mut bytes = MAGIC.to_vec();
+        for _ in 0..100 {
+            bytes.extend_from_slice(&fake);
+        }
+        for e in &events {
+            encode(e, &mut bytes);
+        }
+        let read = read_records(&bytes);
+        assert!(!read.gave_up);
+        assert_eq!(read.events, events);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::PauseReason;
+
 /// A snapshot of the writer's counters, from [`Analytics::stats`](super::Analytics::stats).
 ///
 /// Every event handed to the writer ends up in exactly one of `written`, `dead_lettered`,
@@ -44,6 +46,12 @@ pub struct Stats {
     /// Spool reads and writes that failed (disk full, unwritable directory); the events
     /// concerned were kept in memory instead.
     pub spool_errors: u64,
+    /// Events in the in-memory queue now.
+    pub queued: u64,
+    /// Why the writer is paused, while it is (see [`Analytics::is_paused`](super::Analytics::is_paused)).
+    pub paused: Option<PauseReason>,
+    /// Times the writer paused (each change of reason counts once).
+    pub pauses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +68,7 @@ pub(crate) struct Counters {
     pub(crate) replayed: AtomicU64,
     pub(crate) corrupt_records: AtomicU64,
     pub(crate) spool_errors: AtomicU64,
+    pub(crate) pauses: AtomicU64,
 }
 
 impl Counters {
@@ -86,6 +95,9 @@ impl Counters {
             replayed: get(&self.replayed),
             corrupt_records: get(&self.corrupt_records),
             spool_errors: get(&self.spool_errors),
+            queued: 0,
+            paused: None,
+            pauses: get(&self.pauses),
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::event::Event;
 
 use super::{
+    PauseReason,
     collector::SpoolCollector,
     handle::{Ack, Queued, Shared, WriteFailed},
     rest::{self, RestSink},
@@ -68,8 +69,11 @@ impl Worker {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let config = &shared.config;
         let backoff = Backoff::new(config.min_backoff, config.max_backoff);
-        let sink = Sink::new(config);
-        let rest = config.report.as_ref().map(|t| RestSink::new(config, t));
+        let sink = Sink::new(&shared.connection, &config.schema);
+        let rest = config
+            .report
+            .as_ref()
+            .map(|t| RestSink::new(&shared.connection, t));
         Self {
             shared,
             sink,
@@ -84,11 +88,31 @@ impl Worker {
     pub async fn run(mut self) {
         let table = self.shared.config.schema.qualified_table();
         tracing::debug!(%table, spool = self.shared.spool.is_some(), "analytics writer started");
-        if self.shared.spool.is_some() {
-            self.run_spooled().await;
-        } else {
-            self.run_direct().await;
+        let shared = self.shared.clone();
+        let work = async {
+            if self.shared.spool.is_some() {
+                self.run_spooled().await;
+            } else {
+                self.run_direct().await;
+            }
+        };
+        #[cfg(feature = "metrics")]
+        {
+            let publish = async {
+                loop {
+                    shared.metrics.publish(&shared.stats());
+                    tokio::time::sleep(super::metrics::PUBLISH_EVERY).await;
+                }
+            };
+            tokio::select! {
+                () = work => {}
+                () = publish => {}
+            }
+            shared.metrics.publish(&shared.stats());
         }
+        #[cfg(not(feature = "metrics"))]
+        work.await;
+        drop(shared);
         tracing::debug!(%table, "analytics writer stopped");
     }
 
@@ -251,7 +275,8 @@ impl Worker {
         let spool = self.shared.spool.as_ref()?;
         let path = segment.path.clone()?;
         let counters = &self.shared.counters;
-        let read = tokio::task::spawn_blocking(move || spool::read_segment(&path)).await;
+        let max = spool.config.max_segment_bytes;
+        let read = tokio::task::spawn_blocking(move || spool::read_segment(&path, max)).await;
         let read = match read {
             Ok(Ok(read)) => read,
             Ok(Err(err)) => {
@@ -264,7 +289,7 @@ impl Worker {
         };
         if read.corrupt > 0 {
             Counters::add(&counters.corrupt_records, read.corrupt as usize);
-            tracing::warn!(corrupt = read.corrupt, good = read.events.len(), segment = ?segment.path, "skipped torn or corrupted spool records");
+            tracing::warn!(corrupt = read.corrupt, good = read.events.len(), gave_up = read.gave_up, segment = ?segment.path, "skipped torn or corrupted spool records");
         }
         if segment.replay {
             Counters::add(&counters.replayed, read.events.len());
@@ -296,7 +321,8 @@ impl Worker {
             return rest::write(rest, shared, &mut self.backoff, &mut self.log, events).await;
         }
         let config = self.shared.config.clone();
-        let counters = &self.shared.counters;
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
         loop {
             if self.aborted() {
                 return Outcome::Aborted;
@@ -313,7 +339,12 @@ impl Worker {
                         "analytics table ready"
                     );
                 }
-                self.sink.insert(&config.schema, events).await
+                let started = Instant::now();
+                let inserted = self.sink.insert(&config.schema, events).await;
+                if inserted.is_ok() {
+                    shared.metrics.insert_took(started.elapsed());
+                }
+                inserted
             };
             let result = tokio::select! {
                 r = attempt => r,
@@ -322,7 +353,7 @@ impl Worker {
             self.log.observe(self.shared.stats());
             let error = match result {
                 Ok(()) => {
-                    self.shared.paused.store(false, Ordering::Relaxed);
+                    self.resume();
                     Counters::add(&counters.written, events.len());
                     Counters::add(&counters.batches, 1);
                     self.backoff.reset();
@@ -331,7 +362,11 @@ impl Worker {
                 }
                 Err(error) => error,
             };
-            match sink::classify(&error) {
+            let failure = tokio::select! {
+                f = self.sink.diagnose(&error) => f,
+                () = self.shared.until_aborted() => return Outcome::Aborted,
+            };
+            match failure {
                 Failure::BadData => {
                     Counters::add(&counters.dead_lettered, events.len());
                     let reason = error.to_string();
@@ -340,15 +375,9 @@ impl Worker {
                     tracing::debug!(rows = events.len(), %place, "analytics batch dead-lettered");
                     return Outcome::DeadLettered;
                 }
-                Failure::Pause => {
+                Failure::Pause(reason) => {
                     self.prepared = false;
-                    self.shared.paused.store(true, Ordering::Relaxed);
-                    tracing::error!(
-                        error = %error,
-                        rows = events.len(),
-                        "analytics writer paused: ClickHouse refused the table or the credentials; \
-                         events are kept and the table is checked again"
-                    );
+                    self.pause_for(reason, &error, events.len());
                 }
                 Failure::Transient => {
                     tracing::warn!(error = %error, rows = events.len(), "analytics insert failed; retrying");
@@ -360,6 +389,67 @@ impl Worker {
                 return Outcome::Aborted;
             }
         }
+    }
+}
+
+impl Worker {
+    /// Pauses the writer for `reason`, logging it once (again only if the reason changes).
+    fn pause_for(&self, reason: PauseReason, error: &crate::Error, rows: usize) {
+        pause(&self.shared, reason, &sink::chain_text(error), rows);
+    }
+
+    /// Ends a pause, if there is one, logging what it was.
+    fn resume(&self) {
+        resume(&self.shared, "ClickHouse acknowledged a batch");
+    }
+}
+
+/// Pauses the writer for `reason`, logging it once (again only if the reason changes);
+/// `detail` says what happened. Both sinks' pauses.
+pub(super) fn pause(shared: &Shared, reason: PauseReason, detail: &str, rows: usize) {
+    let changed = {
+        let mut current = shared
+            .pause_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let changed = *current != Some(reason);
+        *current = Some(reason);
+        changed
+    };
+    shared.paused.store(true, Ordering::Relaxed);
+    if changed {
+        Counters::add(&shared.counters.pauses, 1);
+        shared.metrics.paused(reason);
+        tracing::error!(
+            reason = reason.as_str(),
+            error = %detail,
+            url = %shared.connection.display_url(),
+            rows,
+            pending = shared.stats().pending,
+            "analytics writer paused: {reason}; every event is kept (in memory, and in the \
+             spool if there is one) and writing is tried again with backoff"
+        );
+    } else {
+        tracing::debug!(reason = reason.as_str(), error = %detail, "analytics writer still paused");
+    }
+}
+
+/// Ends a pause, if there is one, logging what it was and `why` it ended.
+pub(super) fn resume(shared: &Shared, why: &str) {
+    if !shared.paused.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let reason = shared
+        .pause_reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(reason) = reason {
+        tracing::info!(
+            reason = reason.as_str(),
+            url = %shared.connection.display_url(),
+            "analytics writer resumed: {why} (it was paused: {reason})"
+        );
     }
 }
 

@@ -42,8 +42,26 @@ impl App {
     /// Starts the example `name` on a free port with these environment variables, and waits
     /// until it listens.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> App {
+        Self::start_with_file_limit(name, env, None).await
+    }
+
+    /// [`start`](Self::start), with at most `files` open file descriptors (`ulimit -n`).
+    pub async fn start_with_file_limit(
+        name: &str,
+        env: &[(&str, &str)],
+        files: Option<u32>,
+    ) -> App {
         let binary = build_example(name).await;
-        let mut command = Command::new(&binary);
+        let mut command = match files {
+            None => Command::new(&binary),
+            Some(files) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {files} && exec \"$0\""))
+                    .arg(&binary);
+                sh
+            }
+        };
         command
             .env("PORT", "0")
             .stdout(Stdio::piped())
@@ -75,6 +93,11 @@ impl App {
     /// The app's address, `http://127.0.0.1:<port>`.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The `host:port` the example listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Sends one request, as `account` (the examples' `Bearer demo-<id>` login) or as nobody.

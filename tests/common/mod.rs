@@ -175,3 +175,22 @@ pub fn event_at(
         .with_time(time)
         .unwrap()
 }
+
+/// A server on loopback that accepts connections and never answers: a ClickHouse that has
+/// stopped responding. Its URL; the server ends with the runtime.
+pub async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Bounded: a test opens a handful of connections.
+        while held.len() < 1000 {
+            match listener.accept().await {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => break,
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    url
+}

@@ -49,13 +49,20 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy to the ClickHouse at `url` (`http://host:port`).
     pub async fn start(url: &str) -> Proxy {
+        Self::start_at("127.0.0.1", url).await
+    }
+
+    /// Starts a proxy listening on `ip` (any loopback address) to the ClickHouse at `url`
+    /// (`http://host:port` or `https://host:port`: bytes are passed on as they are).
+    pub async fn start_at(ip: &str, url: &str) -> Proxy {
         let upstream: SocketAddr = url
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .trim_end_matches('/')
             .replace("localhost", "127.0.0.1")
             .parse()
-            .expect("CLICKHOUSE_URL must be http://IP:PORT for the proxy");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            .expect("the URL must be http(s)://IP:PORT for the proxy");
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(watch::Sender::new(Mode::Forward));
         let failures = Arc::new(Mutex::new(0));
@@ -76,6 +83,11 @@ impl Proxy {
     /// The URL to give the writer.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// How many of the injected HTTP 500 answers are still to come.
