@@ -105,6 +105,7 @@ pub mod route;
 pub mod schema;
 mod service;
 mod text;
+mod time;
 pub mod usage;
 pub mod writer;
 

@@ -1,13 +1,12 @@
-//! The page's inline SVG: the daily active accounts chart and the sparklines.
+//! The page's inline SVG: the daily active accounts chart and the sparklines, as `maud`
+//! markup (every text escaped).
 
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
 use crate::usage::ActiveAccounts;
 
-use super::page::escape;
-
 /// The daily active accounts as a bar chart.
-pub(super) fn chart(html: &mut String, daily: &[ActiveAccounts]) {
+pub(super) fn chart(daily: &[ActiveAccounts]) -> Markup {
     const W: f64 = 1000.0;
     const H: f64 = 240.0;
     const LEFT: f64 = 44.0;
@@ -20,56 +19,44 @@ pub(super) fn chart(html: &mut String, daily: &[ActiveAccounts]) {
         (Some(f), Some(l)) => (f.start.to_string(), l.start.to_string()),
         _ => (String::new(), String::new()),
     };
-    let _ = write!(
-        html,
-        "<svg id=\"dau-chart\" viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" \
-         aria-labelledby=\"dau-title\">\
-         <title id=\"dau-title\">Daily active accounts, {first} to {last}</title><g class=\"axis\">",
-        first = escape(&first),
-        last = escape(&last),
-    );
-    for tick in [0, max / 2, max] {
-        let y = TOP + plot_h - tick as f64 / max as f64 * plot_h;
-        let _ = write!(
-            html,
-            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{tick}</text>",
-            x2 = W - RIGHT,
-            tx = LEFT - 6.0,
-            ty = y + 4.0,
-        );
-    }
     let n = daily.len().max(1) as f64;
     let step = plot_w / n;
     let label_every = (daily.len() / 6).max(1);
-    for (i, d) in daily.iter().enumerate() {
-        let x = LEFT + i as f64 * step;
-        if i % label_every == 0 || i + 1 == daily.len() {
-            let (_, m, day) = d.start.ymd();
-            let _ = write!(
-                html,
-                "<text x=\"{cx:.1}\" y=\"{y}\" text-anchor=\"middle\">{m:02}-{day:02}</text>",
-                cx = x + step / 2.0,
-                y = H - 10.0,
-            );
+    html! {
+        svg id="dau-chart" viewBox={ "0 0 " (W) " " (H) } width="100%" role="img"
+            aria-labelledby="dau-title" {
+            title id="dau-title" { "Daily active accounts, " (first) " to " (last) }
+            g class="axis" {
+                @for tick in [0, max / 2, max] {
+                    @let y = TOP + plot_h - tick as f64 / max as f64 * plot_h;
+                    line x1=(LEFT) x2=(W - RIGHT) y1=(f1(y)) y2=(f1(y)) {}
+                    text x=(LEFT - 6.0) y=(f1(y + 4.0)) text-anchor="end" { (tick) }
+                }
+                @for (i, d) in daily.iter().enumerate() {
+                    @if i % label_every == 0 || i + 1 == daily.len() {
+                        @let (_, m, day) = d.start.ymd();
+                        text x=(f1(LEFT + i as f64 * step + step / 2.0)) y=(H - 10.0)
+                            text-anchor="middle" { (format!("{m:02}-{day:02}")) }
+                    }
+                }
+            }
+            @for (i, d) in daily.iter().enumerate() {
+                @let h = d.accounts as f64 / max as f64 * plot_h;
+                rect class="bar" x=(f1(LEFT + i as f64 * step + step * 0.15))
+                    y=(f1(TOP + plot_h - h)) width=(f1(step * 0.7)) height=(f1(h)) rx="2" {
+                    title {
+                        (d.start) ": " (d.accounts) " active account"
+                        @if d.accounts != 1 { "s" }
+                    }
+                }
+            }
         }
     }
-    html.push_str("</g>");
-    for (i, d) in daily.iter().enumerate() {
-        let h = d.accounts as f64 / max as f64 * plot_h;
-        let _ = write!(
-            html,
-            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" rx=\"2\">\
-             <title>{day}: {n} active account{s}</title></rect>",
-            x = LEFT + i as f64 * step + step * 0.15,
-            y = TOP + plot_h - h,
-            w = step * 0.7,
-            day = escape(&d.start.to_string()),
-            n = d.accounts,
-            s = if d.accounts == 1 { "" } else { "s" },
-        );
-    }
-    html.push_str("</svg>");
+}
+
+/// A number with one decimal, as the charts' coordinates are written.
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 /// The smallest of 2, 4, 6, 8 × 10ⁿ at or above `n`: a round top for the chart's axis
@@ -88,7 +75,7 @@ fn nice_max(n: u64) -> u64 {
 }
 
 /// A sparkline of `values` (events per day), or a flat line when there are none.
-pub(super) fn sparkline(values: Option<&[u64]>, days: u32) -> String {
+pub(super) fn sparkline(values: Option<&[u64]>, days: u32) -> Markup {
     const W: f64 = 120.0;
     const H: f64 = 28.0;
     const PAD: f64 = 3.0;
@@ -110,29 +97,22 @@ pub(super) fn sparkline(values: Option<&[u64]>, days: u32) -> String {
         .enumerate()
         .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
         .collect();
-    let mut svg = format!(
-        "<svg class=\"sparkline\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" \
-         aria-label=\"{total} events in {days} days, at most {peak} a day\">\
-         <polyline points=\"{points}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" \
-         stroke-linejoin=\"round\"/>",
-        peak = max as u64 * u64::from(total > 0),
-        points = points.join(" "),
-    );
-    if let Some(v) = values.last() {
-        let _ = write!(
-            svg,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"currentColor\"/>",
-            x(n - 1),
-            y(*v)
-        );
+    let peak = max as u64 * u64::from(total > 0);
+    html! {
+        svg class="sparkline" viewBox={ "0 0 " (W) " " (H) } width=(W) height=(H) role="img"
+            aria-label={ (total) " events in " (days) " days, at most " (peak) " a day" } {
+            polyline points=(points.join(" ")) fill="none" stroke="currentColor"
+                stroke-width="1.5" stroke-linejoin="round" {}
+            @if let Some(v) = values.last() {
+                circle cx=(f1(x(n - 1))) cy=(f1(y(*v))) r="2" fill="currentColor" {}
+            }
+        }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// An account's events per day, one bar a day, against its baseline (a dashed line at
 /// `baseline` events per day; without one, the mean of all days but the last week's).
-pub(super) fn baseline_chart(values: Option<&[u64]>, days: u32, baseline: Option<f64>) -> String {
+pub(super) fn baseline_chart(values: Option<&[u64]>, days: u32, baseline: Option<f64>) -> Markup {
     const W: f64 = 210.0;
     const H: f64 = 36.0;
     const PAD: f64 = 2.0;
@@ -148,27 +128,18 @@ pub(super) fn baseline_chart(values: Option<&[u64]>, days: u32, baseline: Option
     let step = (W - 2.0 * PAD) / n as f64;
     let y = |v: f64| H - PAD - v / max * (H - 2.0 * PAD);
     let total: u64 = values.iter().sum();
-    let mut svg = format!(
-        "<svg class=\"baseline-chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" \
-         role=\"img\" aria-label=\"{total} events in {days} days; baseline {baseline:.1} a day\">",
-    );
-    for (i, v) in values.iter().enumerate() {
-        let top = y(*v as f64);
-        let _ = write!(
-            svg,
-            "<rect class=\"day\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" height=\"{h:.1}\"/>",
-            x = PAD + i as f64 * step,
-            w = (step * 0.8).max(0.5),
-            h = (H - PAD - top).max(0.0),
-        );
+    html! {
+        svg class="baseline-chart" viewBox={ "0 0 " (W) " " (H) } width=(W) height=(H)
+            role="img"
+            aria-label={ (total) " events in " (days) " days; baseline " (f1(baseline)) " a day" } {
+            @for (i, v) in values.iter().enumerate() {
+                @let top = y(*v as f64);
+                rect class="day" x=(f1(PAD + i as f64 * step)) y=(f1(top))
+                    width=(f1((step * 0.8).max(0.5))) height=(f1((H - PAD - top).max(0.0))) {}
+            }
+            line class="base" x1=(PAD) x2=(W - PAD) y1=(f1(y(baseline))) y2=(f1(y(baseline))) {}
+        }
     }
-    let _ = write!(
-        svg,
-        "<line class=\"base\" x1=\"{PAD}\" x2=\"{x2}\" y1=\"{b:.1}\" y2=\"{b:.1}\"/></svg>",
-        x2 = W - PAD,
-        b = y(baseline),
-    );
-    svg
 }
 
 #[cfg(test)]

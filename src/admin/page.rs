@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    fmt::Write as _,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{header, request::Parts};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::{
     canary::{Finding, Reason},
@@ -139,22 +139,6 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
     })
 }
 
-/// Escapes text for HTML, in content and in quoted attributes.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "\
 :root{color-scheme:light;--ink:#1f2933;--muted:#616e7c;--line:#e4e7eb;--accent:#3467d6;--quiet:#c2410c}\
 *{box-sizing:border-box}\
@@ -179,194 +163,208 @@ a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}\
 code{font-size:13px}";
 
 fn render(page: &Page) -> String {
-    let mut html = String::with_capacity(16 * 1024);
     let (first, last) = (page.days.first(), page.days.last());
     let quiet_days = page.quiet_after.as_secs().div_ceil(86_400).max(1);
-    let _ = write!(
-        html,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>Account usage</title><style>{STYLE}</style></head><body>\
-         <h1>Account usage</h1>\
-         <p class=\"sub\">{first} to {last} (UTC), as of <time datetime=\"{now}\">{now}</time></p>",
-        first = escape(&first.to_string()),
-        last = escape(&last.to_string()),
-        now = escape(&usage::rfc3339(page.now)),
-    );
-
-    // Daily active accounts.
+    let now = usage::rfc3339(page.now);
     let today = page.daily.last().map_or(0, |d| d.accounts);
     let peak = page.daily.iter().max_by_key(|d| (d.accounts, d.start));
-    let _ = write!(
-        html,
-        "<section><h2>Daily active accounts</h2><div class=\"stats\">\
-         <div><b id=\"active-today\">{today}</b><span>active today</span></div>\
-         <div><b>{peak}</b><span>peak{peak_day}</span></div>\
-         <div><b id=\"quiet-count\">{quiet}</b><span>quiet for {quiet_days} days or more</span></div></div>",
-        peak = peak.map_or(0, |p| p.accounts),
-        peak_day = peak.map_or_else(String::new, |p| format!(
-            ", {}",
-            escape(&p.start.to_string())
-        )),
-        quiet = page.quiet_total,
-    );
-    chart(&mut html, &page.daily);
-    html.push_str("</section>");
-
-    // Accounts at risk.
-    render_at_risk(&mut html, page);
-
-    // Quiet accounts.
-    let _ = write!(
-        html,
-        "<section class=\"quiet\"><h2>Quiet accounts</h2>\
-         <p class=\"sub\">No event for {quiet_days} days or more; never-active accounts first, then the longest quiet.</p>\
-         <table id=\"quiet-accounts\"><thead><tr><th>Account</th><th>Last seen</th>\
-         <th>Quiet for</th><th>Signed up</th><th>Events per day, {n} days</th></tr></thead><tbody>",
-        n = page.days.len(),
-    );
-    for account in page.quiet.iter().take(page.quiet_rows) {
-        let (last_seen, age) = match account.last_seen {
-            Some(t) => (time_tag(t), days_between(t, page.now)),
-            None => (
-                "<span class=\"none\">never</span>".to_owned(),
-                "never active".to_owned(),
-            ),
-        };
-        let signed_up = account
-            .signed_up
-            .map_or_else(|| "<span class=\"none\">–</span>".to_owned(), time_tag);
-        let _ = write!(
-            html,
-            "<tr data-account=\"{id}\"><td>{link}</td><td>{last_seen}</td><td class=\"age\">{age}</td>\
-             <td>{signed_up}</td><td>{spark}</td></tr>",
-            id = account.account_id,
-            link = account_link(page, account.account_id),
-            age = escape(&age),
-            spark = sparkline(
-                page.sparklines.get(&account.account_id).map(Vec::as_slice),
-                page.days.len()
-            ),
-        );
-    }
-    if page.quiet.is_empty() {
-        html.push_str("<tr><td colspan=\"5\" class=\"none\">No quiet account.</td></tr>");
-    }
-    html.push_str("</tbody></table>");
-    if page.quiet_total > page.quiet.len() as u64 {
-        let _ = write!(
-            html,
-            "<p class=\"sub\">And {} more: see <code>inactive?days={quiet_days}</code>.</p>",
-            page.quiet_total - page.quiet.len() as u64
-        );
-    }
-    html.push_str("</section>");
-
-    // Most active accounts.
-    html.push_str(
-        "<section><h2>Most active accounts</h2><table id=\"active-accounts\"><thead><tr>\
-         <th>Account</th><th>Events</th><th>Active days</th><th>Last seen</th>\
-         <th>Events per day</th></tr></thead><tbody>",
-    );
-    for account in &page.top {
-        let _ = write!(
-            html,
-            "<tr data-account=\"{id}\"><td>{link}</td><td class=\"n\">{events}</td>\
-             <td class=\"n\">{active}</td><td>{last}</td><td>{spark}</td></tr>",
-            id = account.account_id,
-            link = account_link(page, account.account_id),
-            events = account.events,
-            active = account.active_days,
-            last = time_tag(account.last_seen),
-            spark = sparkline(
-                page.sparklines.get(&account.account_id).map(Vec::as_slice),
-                page.days.len()
-            ),
-        );
-    }
-    if page.top.is_empty() {
-        html.push_str("<tr><td colspan=\"5\" class=\"none\">No event in these days.</td></tr>");
-    }
-    html.push_str("</tbody></table></section>");
-
-    // Event types.
-    html.push_str(
-        "<section><h2>Top event types</h2><table id=\"event-types\"><thead><tr>\
-         <th>Event type</th><th>Events</th><th>Accounts</th><th style=\"width:30%\"></th>\
-         </tr></thead><tbody>",
-    );
+    let n = page.days.len();
+    let spark = |id: u64| sparkline(page.sparklines.get(&id).map(Vec::as_slice), n);
     let most = page.types.first().map_or(1, |t| t.events.max(1));
-    for t in &page.types {
-        let _ = write!(
-            html,
-            "<tr><td><code>{name}</code></td><td class=\"n\">{events}</td><td class=\"n\">{accounts}</td>\
-             <td><div class=\"share\" style=\"width:{pct:.1}%\"></div></td></tr>",
-            name = escape(&t.event_type),
-            events = t.events,
-            accounts = t.accounts,
-            pct = t.events as f64 * 100.0 / most as f64,
-        );
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { "Account usage" }
+                // A constant of this file, not stored text.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "Account usage" }
+                p class="sub" {
+                    (first) " to " (last) " (UTC), as of " time datetime=(now) { (now) }
+                }
+
+                section {
+                    h2 { "Daily active accounts" }
+                    div class="stats" {
+                        div { b id="active-today" { (today) } span { "active today" } }
+                        div {
+                            b { (peak.map_or(0, |p| p.accounts)) }
+                            span { "peak" @if let Some(p) = peak { ", " (p.start) } }
+                        }
+                        div {
+                            b id="quiet-count" { (page.quiet_total) }
+                            span { "quiet for " (quiet_days) " days or more" }
+                        }
+                    }
+                    (chart(&page.daily))
+                }
+
+                (render_at_risk(page))
+
+                section class="quiet" {
+                    h2 { "Quiet accounts" }
+                    p class="sub" {
+                        "No event for " (quiet_days)
+                        " days or more; never-active accounts first, then the longest quiet."
+                    }
+                    table id="quiet-accounts" {
+                        thead { tr {
+                            th { "Account" } th { "Last seen" } th { "Quiet for" }
+                            th { "Signed up" } th { "Events per day, " (n) " days" }
+                        } }
+                        tbody {
+                            @for account in page.quiet.iter().take(page.quiet_rows) {
+                                tr data-account=(account.account_id) {
+                                    td { (account_link(page, account.account_id)) }
+                                    @match account.last_seen {
+                                        Some(t) => {
+                                            td { (time_tag(t)) }
+                                            td class="age" { (days_between(t, page.now)) }
+                                        }
+                                        None => {
+                                            td { span class="none" { "never" } }
+                                            td class="age" { "never active" }
+                                        }
+                                    }
+                                    td {
+                                        @match account.signed_up {
+                                            Some(t) => (time_tag(t)),
+                                            None => span class="none" { "–" },
+                                        }
+                                    }
+                                    td { (spark(account.account_id)) }
+                                }
+                            }
+                            @if page.quiet.is_empty() {
+                                tr { td colspan="5" class="none" { "No quiet account." } }
+                            }
+                        }
+                    }
+                    @if page.quiet_total > page.quiet.len() as u64 {
+                        p class="sub" {
+                            "And " (page.quiet_total - page.quiet.len() as u64) " more: see "
+                            code { "inactive?days=" (quiet_days) } "."
+                        }
+                    }
+                }
+
+                section {
+                    h2 { "Most active accounts" }
+                    table id="active-accounts" {
+                        thead { tr {
+                            th { "Account" } th { "Events" } th { "Active days" }
+                            th { "Last seen" } th { "Events per day" }
+                        } }
+                        tbody {
+                            @for account in &page.top {
+                                tr data-account=(account.account_id) {
+                                    td { (account_link(page, account.account_id)) }
+                                    td class="n" { (account.events) }
+                                    td class="n" { (account.active_days) }
+                                    td { (time_tag(account.last_seen)) }
+                                    td { (spark(account.account_id)) }
+                                }
+                            }
+                            @if page.top.is_empty() {
+                                tr { td colspan="5" class="none" { "No event in these days." } }
+                            }
+                        }
+                    }
+                }
+
+                section {
+                    h2 { "Top event types" }
+                    table id="event-types" {
+                        thead { tr {
+                            th { "Event type" } th { "Events" } th { "Accounts" }
+                            th style="width:30%" {}
+                        } }
+                        tbody {
+                            @for t in &page.types {
+                                @let pct = t.events as f64 * 100.0 / most as f64;
+                                tr {
+                                    td { code { (t.event_type) } }
+                                    td class="n" { (t.events) }
+                                    td class="n" { (t.accounts) }
+                                    td { div class="share" style={ "width:" (format!("{pct:.1}")) "%" } {} }
+                                }
+                            }
+                            @if page.types.is_empty() {
+                                tr { td colspan="4" class="none" { "No event in these days." } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    if page.types.is_empty() {
-        html.push_str("<tr><td colspan=\"4\" class=\"none\">No event in these days.</td></tr>");
-    }
-    html.push_str("</tbody></table></section></body></html>\n");
-    html
+    .into_string()
 }
 
-fn render_at_risk(html: &mut String, page: &Page) {
+fn render_at_risk(page: &Page) -> Markup {
     let n = page.risk_days.len();
-    let _ = write!(
-        html,
-        "<section class=\"risk\"><h2>Accounts at risk</h2>\
-         <p class=\"sub\">Each judged against its own rhythm: silent far longer than usual, \
-         declining far below its baseline, or never active. Highest score first; the chart shows \
-         its last {n} days against its baseline.</p>\
-         <table id=\"at-risk\"><thead><tr><th>Account</th><th>Reason</th><th>Why</th>\
-         <th>Last seen</th><th>Score</th><th>Events per day against baseline</th></tr></thead><tbody>",
-    );
-    for f in &page.at_risk {
-        let reason = match f.reason {
-            Reason::Silent => "silent",
-            Reason::Declining => "declining",
-            Reason::NeverActive => "never active",
-        };
-        let last_seen = f
-            .last_seen
-            .map_or_else(|| "<span class=\"none\">never</span>".to_owned(), time_tag);
-        let values = page.risk_activity.get(&f.account_id).map(Vec::as_slice);
-        let _ = write!(
-            html,
-            "<tr data-account=\"{id}\" data-reason=\"{reason}\"><td>{link}</td><td class=\"reason\">{reason}</td>\
-             <td>{why}</td><td>{last_seen}</td><td class=\"n\">{score:.1}</td><td>{chart}</td></tr>",
-            id = f.account_id,
-            link = account_link(page, f.account_id),
-            why = escape(&f.explanation),
-            score = f.score,
-            chart = baseline_chart(values, n, f.baseline_per_day),
-        );
+    html! {
+        section class="risk" {
+            h2 { "Accounts at risk" }
+            p class="sub" {
+                "Each judged against its own rhythm: silent far longer than usual, declining far \
+                 below its baseline, or never active. Highest score first; the chart shows its \
+                 last " (n) " days against its baseline."
+            }
+            table id="at-risk" {
+                thead { tr {
+                    th { "Account" } th { "Reason" } th { "Why" } th { "Last seen" }
+                    th { "Score" } th { "Events per day against baseline" }
+                } }
+                tbody {
+                    @for f in &page.at_risk {
+                        @let reason = match f.reason {
+                            Reason::Silent => "silent",
+                            Reason::Declining => "declining",
+                            Reason::NeverActive => "never active",
+                        };
+                        @let values = page.risk_activity.get(&f.account_id).map(Vec::as_slice);
+                        tr data-account=(f.account_id) data-reason=(reason) {
+                            td { (account_link(page, f.account_id)) }
+                            td class="reason" { (reason) }
+                            td { (f.explanation) }
+                            td {
+                                @match f.last_seen {
+                                    Some(t) => (time_tag(t)),
+                                    None => span class="none" { "never" },
+                                }
+                            }
+                            td class="n" { (format!("{:.1}", f.score)) }
+                            td { (baseline_chart(values, n, f.baseline_per_day)) }
+                        }
+                    }
+                    @if page.at_risk.is_empty() {
+                        tr { td colspan="6" class="none" { "No account at risk." } }
+                    }
+                }
+            }
+        }
     }
-    if page.at_risk.is_empty() {
-        html.push_str("<tr><td colspan=\"6\" class=\"none\">No account at risk.</td></tr>");
-    }
-    html.push_str("</tbody></table></section>");
 }
 
-fn account_link(page: &Page, account_id: u64) -> String {
-    format!(
-        "<a href=\"{base}/accounts/{account_id}/usage?from={from}&amp;to={to}\">{account_id}</a>",
-        base = escape(&page.base),
-        from = page.days.first(),
-        to = page.days.last(),
-    )
+fn account_link(page: &Page, account_id: u64) -> Markup {
+    html! {
+        a href={
+            (page.base) "/accounts/" (account_id) "/usage?from=" (page.days.first())
+            "&to=" (page.days.last())
+        } { (account_id) }
+    }
 }
 
-fn time_tag(time: SystemTime) -> String {
-    let text = escape(&usage::rfc3339(time));
-    format!(
-        "<time datetime=\"{text}\">{}</time>",
-        text.replace('T', " ").trim_end_matches('Z')
-    )
+fn time_tag(time: SystemTime) -> Markup {
+    let text = usage::rfc3339(time);
+    html! {
+        time datetime=(text) { (text.replace('T', " ").trim_end_matches('Z')) }
+    }
 }
 
 fn days_between(earlier: SystemTime, later: SystemTime) -> String {
@@ -470,8 +468,14 @@ mod tests {
     }
 
     #[test]
-    fn admin_escape_covers_markup_and_quotes() {
-        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
-        assert_eq!(escape("/projects/{id}"), "/projects/{id}");
+    fn admin_stored_text_is_escaped_in_content_and_attributes() {
+        let text = "a<b>&\"c'";
+        let markup = html! { td title=(text) { (text) } }.into_string();
+        // Attributes are always written in double quotes, so a single quote needs no escape.
+        assert_eq!(
+            markup,
+            "<td title=\"a&lt;b&gt;&amp;&quot;c'\">a&lt;b&gt;&amp;&quot;c'</td>"
+        );
+        assert_eq!(html! { ("/projects/{id}") }.into_string(), "/projects/{id}");
     }
 }

@@ -141,7 +141,6 @@ mod response;
 #[cfg(feature = "axum")]
 mod router;
 mod service;
-mod timestamp;
 mod validate;
 
 pub use auth::{REPORTERS_ENV, Reporters};

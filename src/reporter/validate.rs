@@ -25,12 +25,10 @@ use uuid::Uuid;
 use crate::{
     error::InvalidEvent,
     event::{Event, MAX_EVENT_TYPE_LEN, Source, validate_event_type},
+    time::parse_rfc3339,
 };
 
-use super::{
-    decode::{Name, kind},
-    timestamp::parse_rfc3339,
-};
+use super::decode::{Name, kind};
 
 /// The fields an event object may have.
 const FIELDS: &str = "accountId, event, timestamp, eventId, method, status, latencyUs";

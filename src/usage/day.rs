@@ -8,7 +8,10 @@ use std::{
 
 use serde::{Serialize, Serializer};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    time,
+};
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
@@ -41,10 +44,7 @@ impl Day {
     /// The day of a date, or `None` for a date that does not exist or lies outside
     /// 1970-01-01 to 2106-02-07.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Self> {
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-            return None;
-        }
-        let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+        let days = time::day_of_date(time::date(year, month, day)?);
         u32::try_from(days)
             .ok()
             .filter(|d| *d <= LAST_DAY)
@@ -69,9 +69,12 @@ impl Day {
 
     /// The year, month (1 to 12) and day of the month.
     pub fn ymd(self) -> (i32, u32, u32) {
-        let (y, m, d) = civil_from_days(i64::from(self.0));
-        // The range of `Day` keeps these in range.
-        (y as i32, m as u32, d as u32)
+        let date = time::date_of_day(self.0);
+        (
+            i32::from(date.year()),
+            date.month().unsigned_abs().into(),
+            date.day().unsigned_abs().into(),
+        )
     }
 
     /// Midnight UTC at the start of the day.
@@ -91,8 +94,7 @@ impl Day {
 
     /// The Monday that starts this day's week (ISO weeks, as ClickHouse's `toMonday`).
     pub fn monday(self) -> Self {
-        // 1970-01-01 was a Thursday: three days after a Monday.
-        let since_monday = (self.0 + 3) % 7;
+        let since_monday = time::days_since_monday(time::date_of_day(self.0));
         // Before the first Monday, 1970-01-05, the week starts on day 0.
         Self(self.0.saturating_sub(since_monday))
     }
@@ -107,8 +109,8 @@ impl Day {
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = self.ymd();
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        // Every `Day` lies in years 1970 to 2106, which jiff writes as `YYYY-MM-DD`.
+        fmt::Display::fmt(&time::date_of_day(self.0), f)
     }
 }
 
@@ -247,21 +249,7 @@ pub(super) fn ceil_seconds(time: SystemTime) -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// `2024-05-01T10:00:00Z`: RFC 3339 in UTC, whole seconds.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .min(u64::from(u32::MAX));
-    let day = Day::from_days_since_epoch((secs / SECONDS_PER_DAY) as u32);
-    let rest = secs % SECONDS_PER_DAY;
-    format!(
-        "{day}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
+pub(crate) use crate::time::rfc3339;
 
 /// Serializes a time as [`rfc3339`].
 pub(crate) fn serialize_rfc3339<S: Serializer>(
@@ -279,40 +267,6 @@ pub(crate) fn rfc3339_option<S: Serializer>(
         Some(t) => serializer.serialize_str(&rfc3339(*t)),
         None => serializer.serialize_none(),
     }
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
