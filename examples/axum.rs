@@ -35,12 +35,19 @@
 //! `IDP_ANALYTICS_CLUSTER` (default none: one server; with a cluster's name, the tables are
 //! created `ON CLUSTER` on it, and `CLICKHOUSE_URL` may list several of its servers,
 //! comma-separated: the writer goes on through them, the queries use the first),
+//! `IDP_ANALYTICS_CONFIRM_WRITES=1` (default off: the reporter answers `200` once the events
+//! are queued; with it, once they are in ClickHouse),
 //! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
 //! `scripts/load` to measure what the layer costs end to end; default on).
 //! `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`).
 //!
 //! The server is served with limits a public server needs (see `serve`): headers within
 //! 10 s, an answer within 30 s, at most 512 connections at once.
+//!
+//! As a resource server that owns no ClickHouse: `IDP_ANALYTICS_REPORT_TO=<url of another
+//! instance's /events>` and `IDP_ANALYTICS_REPORT_TOKEN=<one of its reporters' tokens>`. The
+//! events then go there and nowhere else, and the reporter endpoint, the admin router and
+//! the watch are off.
 //!
 //! With a spool, nothing accepted is lost to an outage or a crash. Try it: start the app
 //! with ClickHouse unreachable (`CLICKHOUSE_URL=http://127.0.0.1:1`), send requests, kill it
@@ -92,19 +99,39 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut schema = Schema::new(database, "events")?;
-    if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
-        schema = schema.with_topology(Topology::cluster(cluster)?);
-    }
-    let mut builder = Analytics::builder_with(connection()?).with_schema(schema);
+    let report_to = std::env::var("IDP_ANALYTICS_REPORT_TO").ok();
+    let mut builder = match &report_to {
+        Some(to) => Analytics::builder_reporting_to(to, env_or("IDP_ANALYTICS_REPORT_TOKEN", "")),
+        None => {
+            let mut schema = Schema::new(database, "events")?;
+            if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
+                schema = schema.with_topology(Topology::cluster(cluster)?);
+            }
+            Analytics::builder_with(connection()?).with_schema(schema)
+        }
+    };
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
+    if report_to.is_some() {
+        let app = app(analytics.clone(), None)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        serve(listener, app, shutdown_signal()).await;
+        let report = analytics.shutdown(Duration::from_secs(10)).await;
+        println!(
+            "stopped: {} events reported at shutdown, {} left unreported, {} spool segments left",
+            report.written,
+            report.unwritten.len(),
+            report.left_in_spool
+        );
+        return Ok(());
+    }
     // The writer's connection and tables (on its first server): nothing configured twice.
     let usage = analytics.usage();
-    let app = app(analytics.clone(), reporters()?, usage.clone())?;
+    let app = app(analytics.clone(), Some((reporters()?, usage.clone())))?;
 
     // Be told, once, when an account goes quiet (and when it comes back).
     let quiet_days: u64 = env_or("IDP_ANALYTICS_QUIET_DAYS", "7").parse()?;
@@ -147,11 +174,23 @@ fn reporters() -> idp_analytics::Result<Reporters> {
 
 /// The application's routes, with authentication and analytics; the `/event` endpoint;
 /// the usage dashboard.
-fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytics::Result<Router> {
-    let events = analytics.reporter_router(reporters);
-    // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
-    let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
-    let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
+/// Without `idp` (a resource server reporting elsewhere), neither.
+fn app(analytics: Analytics, idp: Option<(Reporters, Usage)>) -> idp_analytics::Result<Router> {
+    let idp = idp
+        .map(|(reporters, usage)| -> idp_analytics::Result<_> {
+            // IDP_ANALYTICS_CONFIRM_WRITES=1: answer 200 only once the events are in ClickHouse.
+            let confirm =
+                std::env::var_os("IDP_ANALYTICS_CONFIRM_WRITES").is_some_and(|v| v == "1");
+            let events = idp_analytics::Reporter::builder(analytics.clone(), reporters)
+                .with_confirm_writes(confirm)
+                .build()?
+                .into_router();
+            // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
+            let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
+            let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
+            Ok((events, dashboard))
+        })
+        .transpose()?;
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
         .build()?;
@@ -161,7 +200,7 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
         .route("/invoices", get(invoices))
         .route("/invoices/{id}", get(invoice));
 
-    Ok(Router::new()
+    let app = Router::new()
         .route("/projects/{id}", get(project))
         .route("/search", get(search))
         .route("/login", post(login))
@@ -172,16 +211,18 @@ fn app(analytics: Analytics, reporters: Reporters, usage: Usage) -> idp_analytic
             ServiceBuilder::new()
                 .layer(middleware::from_fn(authenticate))
                 .option_layer(analytics),
-        )
-        // After the layers: reports are recorded by the endpoint itself, and the dashboard
-        // is not product usage.
-        .merge(events)
-        .nest("/admin/analytics", dashboard)
-        // Every request, the reporter endpoint's and the dashboard's included.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        )))
+        );
+    // After the layers: reports are recorded by the endpoint itself, and the dashboard
+    // is not product usage.
+    let app = match idp {
+        Some((events, dashboard)) => app.merge(events).nest("/admin/analytics", dashboard),
+        None => app,
+    };
+    // Every request, the reporter endpoint's and the dashboard's included.
+    Ok(app.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    )))
 }
 
 /// Serves `app` on `listener` until `signal`, then lets open requests finish (10 s at most).

@@ -764,7 +764,9 @@ async fn reporter_names_unknown_fields() {
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(
             reply.message(),
-            format!("unknown field {field}; the fields are accountId, event, timestamp, eventId")
+            format!(
+                "unknown field {field}; the fields are accountId, event, timestamp, eventId, method, status, latencyUs"
+            )
         );
     }
     let reply = h

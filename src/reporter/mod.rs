@@ -60,8 +60,8 @@
 //! | `401` | a missing, malformed or unknown bearer token; `WWW-Authenticate: Bearer`, the same body every time |
 //! | `404` | a path other than `/event` and `/events` (only for [`Reporter::service`]) |
 //! | `405` | a method other than `POST`; `Allow: POST` |
-//! | `413` | a body over the limit (64 KiB for `/event`, 1 MiB for `/events`), refused without reading it all |
-//! | `415` | a content type other than `application/json` |
+//! | `413` | a body over the limit (64 KiB for `/event`, 1 MiB for `/events`), refused without reading it all; with `Content-Encoding: gzip`, the limit holds for the compressed body and for the decompressed one, which is never decompressed past it |
+//! | `415` | a content type other than `application/json`, or a content encoding other than `gzip` and `identity` |
 //! | `422` | invalid fields, naming each; for `/events` an `errors` list gives each bad item's `index` and `message`; an empty batch or one of more than 1 000 events |
 //! | `500` | with `with_confirm_writes`: the events could not be written (`database error`) |
 //! | `503` | the writer's queue is full, or the writer is paused or shutting down, or an `eventId` without a time could not be looked up; `Retry-After` says when to try again |

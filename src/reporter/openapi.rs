@@ -165,6 +165,39 @@ fn event_schema(settings: &Settings) -> Schema {
         .required("event")
         .property("timestamp", timestamp)
         .property("eventId", event_id)
+        .property(
+            "method",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(super::validate::MAX_METHOD_LEN))
+                .pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))
+                .description(Some(
+                    "For an event that stands for an HTTP request: its method. Absent: none.",
+                )),
+        )
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(999))
+                .description(Some(
+                    "For an event that stands for an HTTP request: the status it was \
+                     answered with; 0 when it had none. Absent: 0.",
+                )),
+        )
+        .property(
+            "latencyUs",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(u64::MAX))
+                .description(Some(
+                    "For an event that stands for an HTTP request: how long it took, in \
+                     microseconds. Absent: 0.",
+                )),
+        )
         .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
         .description(Some(
             "One usage event. Every field is named once; unknown fields are refused.",

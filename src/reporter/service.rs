@@ -15,7 +15,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, header::CONTENT_LENGTH};
+use http::{
+    HeaderMap, Method, Request, Response, StatusCode,
+    header::{CONTENT_ENCODING, CONTENT_LENGTH},
+};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -195,6 +198,12 @@ where
             "the body must be JSON, sent with content-type: application/json",
         );
     }
+    let Some(gzip) = gzipped(request.headers()) else {
+        return response::message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body's content-encoding must be gzip or identity",
+        );
+    };
     let limit = match endpoint {
         Endpoint::Single => settings.max_body_bytes,
         Endpoint::Batch => settings.max_batch_body_bytes,
@@ -224,6 +233,22 @@ where
             return response::message(StatusCode::BAD_REQUEST, "the body could not be read");
         }
     };
+    let body = if gzip {
+        match gunzip(&body, limit) {
+            Ok(plain) => bytes::Bytes::from(plain),
+            Err(Gunzip::TooLarge) => {
+                return response::message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the body is larger than {limit} bytes once decompressed"),
+                );
+            }
+            Err(Gunzip::Invalid) => {
+                return response::message(StatusCode::BAD_REQUEST, "the body is not valid gzip");
+            }
+        }
+    } else {
+        body
+    };
 
     let now = SystemTime::now();
     let events = match endpoint {
@@ -243,6 +268,40 @@ where
         );
     }
     enqueue(settings, events).await
+}
+
+/// Whether the body is gzip (`Content-Encoding: gzip`), or plain (no encoding, or
+/// `identity`); `None` for any other encoding.
+fn gzipped(headers: &HeaderMap) -> Option<bool> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Some(false);
+    };
+    let value = value.to_str().ok()?.trim();
+    if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+        Some(true)
+    } else {
+        value.eq_ignore_ascii_case("identity").then_some(false)
+    }
+}
+
+enum Gunzip {
+    TooLarge,
+    Invalid,
+}
+
+/// Decompresses a gzip body, reading at most one byte past `limit`: a body that would
+/// decompress to more is refused without being decompressed whole.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Gunzip> {
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|_| Gunzip::Invalid)?;
+    if plain.len() > limit {
+        return Err(Gunzip::TooLarge);
+    }
+    Ok(plain)
 }
 
 /// The `Content-Length`, if there is one and it is a number.

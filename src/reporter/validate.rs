@@ -2,8 +2,10 @@
 //!
 //! The fields are `accountId` (required, a whole number from 0 to `u64::MAX`, `7.0` too), `event`
 //! (required, a string of 1 to 128 bytes without control characters), `timestamp`
-//! (optional: an RFC 3339 string or Unix seconds) and `eventId` (optional: a UUID). Every
-//! problem names its field.
+//! (optional: an RFC 3339 string or Unix seconds), `eventId` (optional: a UUID), and, for an
+//! event that stands for an HTTP request, `method` (a method token of at most 16 bytes),
+//! `status` (0 to 999) and `latencyUs` (microseconds), all optional. Every problem names its
+//! field.
 //!
 //! # One event, one row
 //!
@@ -29,7 +31,10 @@ use crate::{
 use super::decode::{Name, kind};
 
 /// The fields an event object may have.
-const FIELDS: &str = "accountId, event, timestamp, eventId";
+const FIELDS: &str = "accountId, event, timestamp, eventId, method, status, latencyUs";
+
+/// The longest `method` taken, in bytes.
+pub(crate) const MAX_METHOD_LEN: usize = 16;
 
 /// The longest part of an unknown field's name repeated in a message, in bytes.
 const MAX_NAME_SHOWN: usize = 64;
@@ -97,12 +102,18 @@ pub(crate) fn event(
     let mut event_type = None;
     let mut timestamp = None;
     let mut event_id = None;
+    let mut method = None;
+    let mut status = None;
+    let mut latency = None;
     for (name, value) in fields {
         let slot = match &*name {
             "accountId" => &mut account_id,
             "event" => &mut event_type,
             "timestamp" => &mut timestamp,
             "eventId" => &mut event_id,
+            "method" => &mut method,
+            "status" => &mut status,
+            "latencyUs" => &mut latency,
             _ => {
                 problems.push(format_args!(
                     "unknown field {}; the fields are {FIELDS}",
@@ -139,6 +150,21 @@ pub(crate) fn event(
             .map_err(|p| problems.push(format!("eventId {p}")))
             .ok()
     });
+    let method = optional(method).and_then(|v| {
+        http_method(&v)
+            .map_err(|p| problems.push(format!("method {p}")))
+            .ok()
+    });
+    let status = optional(status).and_then(|v| {
+        whole(&v, 999)
+            .map_err(|p| problems.push(format!("status {p}")))
+            .ok()
+    });
+    let latency = optional(latency).and_then(|v| {
+        whole(&v, u64::MAX)
+            .map_err(|p| problems.push(format!("latencyUs {p}")))
+            .ok()
+    });
     // An event with an id takes its time from the request when the request has one, so that
     // sent again it is the same row; an id without a time (a UUID v4) and no timestamp get
     // the time of the event's first report, found by `resend`.
@@ -165,12 +191,47 @@ pub(crate) fn event(
     if let Some(id) = event_id {
         event = event.with_event_id(id);
     }
+    if let Some(method) = method {
+        event = event.with_method(method);
+    }
+    if let Some(status) = status {
+        event = event.with_status(status as u16);
+    }
+    if let Some(latency) = latency {
+        event = event.with_latency(std::time::Duration::from_micros(latency));
+    }
     if let Some(time) = time {
         event = event
             .with_time(time)
             .map_err(|e| Problems::one(format_args!("timestamp: {e}")))?;
     }
     Ok(event)
+}
+
+/// An HTTP method token (`GET`, `POST`, ...), of at most [`MAX_METHOD_LEN`] bytes.
+fn http_method(value: &Value) -> Result<http::Method, String> {
+    const WHAT: &str = "must be an HTTP method such as \"GET\"";
+    match value {
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_METHOD_LEN => {
+            http::Method::from_bytes(s.as_bytes()).map_err(|_| format!("{WHAT}, not {s:?}"))
+        }
+        Value::String(_) => Err(format!("{WHAT}, of 1 to {MAX_METHOD_LEN} bytes")),
+        other => Err(format!("{WHAT}, not {}", kind(other))),
+    }
+}
+
+/// A whole number from 0 to `max` (`7.0` too, as JSON Schema's integers).
+fn whole(value: &Value, max: u64) -> Result<u64, String> {
+    match account(value) {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(format!(
+            "must be a whole number from 0 to {max}, not {}",
+            match value {
+                Value::Number(n) => n.to_string(),
+                other => kind(other).to_string(),
+            }
+        )),
+    }
 }
 
 /// A field's name as it can be shown: at most [`MAX_NAME_SHOWN`] bytes, quoted.
@@ -414,6 +475,36 @@ mod tests {
     }
 
     #[test]
+    fn request_fields() {
+        let e = check(json!({"accountId": 1, "event": "x", "method": "PATCH", "status": 204.0, "latencyUs": 1500}))
+            .unwrap();
+        assert_eq!(
+            (e.method(), e.status(), e.latency_us()),
+            ("PATCH", 204, 1500)
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "status": 1000}))
+                .starts_with("status must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "status": -1}))
+                .starts_with("status must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "method": "GE T"}))
+                .starts_with("method must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "method": ""}))
+                .starts_with("method must be")
+        );
+        assert!(
+            problem(json!({"accountId": 1, "event": "x", "latencyUs": "5"}))
+                .starts_with("latencyUs must be")
+        );
+    }
+
+    #[test]
     fn event_names() {
         let name = |v: Value| problem(json!({"accountId": 1, "event": v}));
         assert_eq!(name(json!("")), "event must not be empty");
@@ -448,7 +539,7 @@ mod tests {
     fn unknown_and_repeated_fields() {
         assert_eq!(
             problem(json!({"accountId": 1, "event": "x", "account_id": 2})),
-            "unknown field \"account_id\"; the fields are accountId, event, timestamp, eventId"
+            "unknown field \"account_id\"; the fields are accountId, event, timestamp, eventId, method, status, latencyUs"
         );
         let long = "n".repeat(1000);
         let message = problem(json!({"accountId": 1, "event": "x", long: 1}));

@@ -34,6 +34,8 @@ pub struct Builder {
     pub(crate) max_backoff: Duration,
     pub(crate) dead_letter_dir: Option<PathBuf>,
     pub(crate) spool: Option<SpoolConfig>,
+    /// Set by [`Analytics::builder_reporting_to`]: post batches there instead.
+    pub(crate) report: Option<super::rest::Target>,
 }
 
 impl fmt::Debug for Builder {
@@ -53,6 +55,7 @@ impl fmt::Debug for Builder {
             .field("max_backoff", &self.max_backoff)
             .field("dead_letter_dir", &self.dead_letter_dir)
             .field("spool", &self.spool)
+            .field("report", &self.report)
             .finish()
     }
 }
@@ -80,7 +83,19 @@ impl Builder {
             max_backoff: Duration::from_secs(30),
             dead_letter_dir: None,
             spool: None,
+            report: None,
         }
+    }
+
+    pub(crate) fn reporting_to(url: impl Into<String>, token: impl Into<String>) -> Self {
+        let url = url.into();
+        let mut builder = Self::new(url.clone());
+        builder.max_rows = super::rest::MAX_BATCH;
+        builder.report = Some(super::rest::Target {
+            url,
+            token: token.into(),
+        });
+        builder
     }
 
     /// Changes the connection's settings; a connection given to
@@ -158,7 +173,9 @@ impl Builder {
         self
     }
 
-    /// The most rows in one insert. Default: 10 000.
+    /// The most rows in one insert. Default: 10 000; for a writer
+    /// [reporting to an endpoint](Analytics::builder_reporting_to), 1 000, which is also
+    /// the most it takes.
     pub fn with_max_rows(mut self, rows: usize) -> Self {
         self.max_rows = rows;
         self
@@ -271,6 +288,9 @@ impl Builder {
 
     fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if let Some(target) = &self.report {
+            target.validate(self.max_rows)?;
+        }
         if self.queue_capacity == 0 {
             return bad("queue capacity must be at least 1");
         }

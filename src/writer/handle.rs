@@ -349,6 +349,34 @@ impl Analytics {
         Builder::new(url)
     }
 
+    /// Starts configuring a writer that owns no ClickHouse: it posts its batches to a
+    /// reporter endpoint, `POST /events` of another process (`url` is the URL of that path,
+    /// e.g. `http://idp.internal:3000/events`), with `token` as its bearer token.
+    ///
+    /// Everything else is the same writer: the queue, the batching (at most
+    /// [`MAX_BATCH`](crate::writer::MAX_BATCH) events a request), the spool, shutdown and
+    /// [`stats`](Self::stats). A batch is done only when the endpoint answers `200`; until
+    /// then it is kept and sent again with the same `eventId`s and `timestamp`s, which the
+    /// endpoint stores once. `401` pauses the writer and keeps the events; a `422` that
+    /// names bad items by index dead-letters those (see
+    /// [`with_dead_letter_dir`](Builder::with_dead_letter_dir)) and sends the others; `503`
+    /// and other server errors, timeouts and connection errors are retried, after
+    /// `Retry-After` when the answer has one.
+    ///
+    /// What a `200` promises depends on the endpoint's
+    /// [`with_confirm_writes`](crate::reporter::ReporterBuilder::with_confirm_writes): with
+    /// it, the events are in its ClickHouse, and nothing this writer sent is lost once it
+    /// has its `200`. Without it, the events are in that process's queue: a crash of it
+    /// before they reach its ClickHouse, or its spool when it has one (within its
+    /// [`Fsync`](crate::writer::Fsync) interval), loses them, since this writer has already
+    /// let them go.
+    ///
+    /// The ClickHouse settings of the builder (user, password, schema) have no effect here,
+    /// and [`usage`](crate::Usage) must be pointed at the endpoint's ClickHouse, not at `url`.
+    pub fn builder_reporting_to(url: impl Into<String>, token: impl Into<String>) -> Builder {
+        Builder::reporting_to(url, token)
+    }
+
     /// Starts configuring a writer over `connection`, whose URL, credentials, TLS roots and
     /// timeouts it uses, and whose pool of HTTP connections it shares with every client made
     /// from it.

@@ -73,6 +73,7 @@ mod handle;
 mod metrics;
 mod pause;
 mod private;
+mod rest;
 mod sink;
 pub(crate) mod spool;
 mod stats;
@@ -81,6 +82,7 @@ mod worker;
 pub use config::Builder;
 pub use handle::{Analytics, Confirmation, ShutdownReport, WriteFailed};
 pub use pause::PauseReason;
+pub use rest::MAX_BATCH;
 #[doc(hidden)]
 pub use sink::EventRow;
 pub use spool::Fsync;

@@ -43,6 +43,12 @@ pub enum PauseReason {
     UnknownCode(u32),
     /// The URL's scheme cannot be used by the client.
     Scheme,
+    /// A reporting writer's endpoint refused its token (`401`, `403`): see
+    /// [`Analytics::builder_reporting_to`](super::Analytics::builder_reporting_to).
+    ReporterToken,
+    /// A reporting writer's endpoint answered what the writer does not act on: a `422` that
+    /// names no bad item, or a status that is neither success, retry nor refusal.
+    ReporterAnswer,
     /// Another error the writer does not understand.
     Other,
 }
@@ -65,6 +71,8 @@ impl PauseReason {
             Self::NotClickHouse => "not_clickhouse",
             Self::UnknownCode(_) => "unknown_code",
             Self::Scheme => "scheme",
+            Self::ReporterToken => "reporter_token",
+            Self::ReporterAnswer => "reporter_answer",
             Self::Other => "other",
         }
     }
@@ -107,6 +115,10 @@ impl fmt::Display for PauseReason {
                 )
             }
             Self::Scheme => f.write_str("the URL's scheme is not supported by the client"),
+            Self::ReporterToken => f.write_str("the reporter endpoint refused the token"),
+            Self::ReporterAnswer => {
+                f.write_str("the reporter endpoint answered what the writer does not act on")
+            }
             Self::Other => f.write_str("an error the writer does not understand"),
         }
     }

@@ -18,6 +18,7 @@ use super::{
     PauseReason,
     collector::SpoolCollector,
     handle::{Ack, Queued, Shared, WriteFailed},
+    rest::{self, RestSink},
     sink::{self, Failure, Sink},
     spool::{self, Sealed},
     stats::{Counters, StatsLog},
@@ -33,6 +34,9 @@ use super::{
 pub struct Worker {
     shared: Arc<Shared>,
     sink: Sink,
+    /// Set for a writer made by [`Analytics::builder_reporting_to`](super::Analytics::builder_reporting_to):
+    /// batches go to a reporter endpoint instead of `sink`.
+    rest: Option<RestSink>,
     prepared: bool,
     backoff: Backoff,
     log: StatsLog,
@@ -55,7 +59,7 @@ impl Drop for Worker {
 }
 
 /// How the write of one batch ended.
-enum Outcome {
+pub(super) enum Outcome {
     Written,
     DeadLettered,
     Aborted,
@@ -66,9 +70,14 @@ impl Worker {
         let config = &shared.config;
         let backoff = Backoff::new(config.min_backoff, config.max_backoff);
         let sink = Sink::new(&shared.connection, &config.schema);
+        let rest = config
+            .report
+            .as_ref()
+            .map(|t| RestSink::new(&shared.connection, t));
         Self {
             shared,
             sink,
+            rest,
             prepared: false,
             backoff,
             log: StatsLog::new(),
@@ -307,6 +316,10 @@ impl Worker {
     /// Writes one batch, retrying transient failures with backoff until ClickHouse
     /// acknowledges it, it is refused as bad data, or a shutdown deadline passes.
     async fn write(&mut self, events: &[Event]) -> Outcome {
+        if let Some(rest) = &self.rest {
+            let shared = &self.shared;
+            return rest::write(rest, shared, &mut self.backoff, &mut self.log, events).await;
+        }
         let config = self.shared.config.clone();
         let shared = self.shared.clone();
         let counters = &shared.counters;
@@ -385,53 +398,61 @@ impl Worker {
 impl Worker {
     /// Pauses the writer for `reason`, logging it once (again only if the reason changes).
     fn pause_for(&self, reason: PauseReason, error: &crate::Error, rows: usize) {
-        let shared = &self.shared;
-        let changed = {
-            let mut current = shared
-                .pause_reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let changed = *current != Some(reason);
-            *current = Some(reason);
-            changed
-        };
-        shared.paused.store(true, Ordering::Relaxed);
-        let detail = sink::chain_text(error);
-        if changed {
-            Counters::add(&shared.counters.pauses, 1);
-            shared.metrics.paused(reason);
-            tracing::error!(
-                reason = reason.as_str(),
-                error = %detail,
-                url = %shared.connection.display_url(),
-                rows,
-                pending = shared.stats().pending,
-                "analytics writer paused: {reason}; every event is kept (in memory, and in the \
-                 spool if there is one) and writing is tried again with backoff"
-            );
-        } else {
-            tracing::debug!(reason = reason.as_str(), error = %detail, "analytics writer still paused");
-        }
+        pause(&self.shared, reason, &sink::chain_text(error), rows);
     }
 
     /// Ends a pause, if there is one, logging what it was.
     fn resume(&self) {
-        let shared = &self.shared;
-        if !shared.paused.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        let reason = shared
+        resume(&self.shared, "ClickHouse acknowledged a batch");
+    }
+}
+
+/// Pauses the writer for `reason`, logging it once (again only if the reason changes);
+/// `detail` says what happened. Both sinks' pauses.
+pub(super) fn pause(shared: &Shared, reason: PauseReason, detail: &str, rows: usize) {
+    let changed = {
+        let mut current = shared
             .pause_reason
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(reason) = reason {
-            tracing::info!(
-                reason = reason.as_str(),
-                url = %shared.connection.display_url(),
-                "analytics writer resumed: ClickHouse acknowledged a batch (it was paused: {reason})"
-            );
-        }
+            .unwrap_or_else(|e| e.into_inner());
+        let changed = *current != Some(reason);
+        *current = Some(reason);
+        changed
+    };
+    shared.paused.store(true, Ordering::Relaxed);
+    if changed {
+        Counters::add(&shared.counters.pauses, 1);
+        shared.metrics.paused(reason);
+        tracing::error!(
+            reason = reason.as_str(),
+            error = %detail,
+            url = %shared.connection.display_url(),
+            rows,
+            pending = shared.stats().pending,
+            "analytics writer paused: {reason}; every event is kept (in memory, and in the \
+             spool if there is one) and writing is tried again with backoff"
+        );
+    } else {
+        tracing::debug!(reason = reason.as_str(), error = %detail, "analytics writer still paused");
+    }
+}
+
+/// Ends a pause, if there is one, logging what it was and `why` it ended.
+pub(super) fn resume(shared: &Shared, why: &str) {
+    if !shared.paused.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let reason = shared
+        .pause_reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(reason) = reason {
+        tracing::info!(
+            reason = reason.as_str(),
+            url = %shared.connection.display_url(),
+            "analytics writer resumed: {why} (it was paused: {reason})"
+        );
     }
 }
 
@@ -455,7 +476,7 @@ fn settle(acks: &[Arc<Ack>], outcome: Result<(), &WriteFailed>) {
 
 /// Exponential backoff with jitter: each wait is drawn between half and all of the current
 /// step, and the step doubles up to the maximum.
-struct Backoff {
+pub(super) struct Backoff {
     min: Duration,
     max: Duration,
     step: Duration,
@@ -470,11 +491,11 @@ impl Backoff {
         }
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.step = self.min;
     }
 
-    fn next(&mut self) -> Duration {
+    pub(super) fn next(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         let half = step / 2;

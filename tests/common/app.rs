@@ -90,6 +90,11 @@ impl App {
         }
     }
 
+    /// The app's address, `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The `host:port` the example listens on.
     pub fn addr(&self) -> &str {
         self.base.trim_start_matches("http://")
