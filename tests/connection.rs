@@ -75,6 +75,36 @@ async fn database(name: &str) -> Schema {
         ca_file().display(),
         user()
     );
+    // The tests make and count tables over `CLICKHOUSE_URL` and write over HTTPS: both must
+    // reach one server, so a value stored over HTTP just now reads back over HTTPS.
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let marker = format!("`{}`.same_server", schema.database());
+    common::client()
+        .query(&format!(
+            "CREATE TABLE {marker} ENGINE = Memory AS SELECT toUInt64({nonce}) AS n"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let seen = client
+        .query(&format!("SELECT n FROM {marker}"))
+        .fetch_one::<u64>()
+        .await;
+    assert!(
+        matches!(seen, Ok(n) if n == nonce),
+        "CLICKHOUSE_URL ({}) and CLICKHOUSE_HTTPS_URL ({}) must reach the same server \
+         (a value written over the first reads back over the second as {seen:?})",
+        common::url(),
+        https_url()
+    );
+    common::client()
+        .query(&format!("DROP TABLE {marker}"))
+        .execute()
+        .await
+        .unwrap();
     schema
 }
 
