@@ -32,6 +32,9 @@
 //! `IDP_ANALYTICS_DATABASE` (default `idp`),
 //! `IDP_ANALYTICS_REPORTERS` (default: a `demo` reporter),
 //! `IDP_ANALYTICS_SPOOL_DIR` (default none: events wait in memory only),
+//! `IDP_ANALYTICS_CLUSTER` (default none: one server; with a cluster's name, the tables are
+//! created `ON CLUSTER` on it, and `CLICKHOUSE_URL` may list several of its servers,
+//! comma-separated: the writer goes on through them, the queries use the first),
 //! `IDP_ANALYTICS_LAYER` (`off` serves the same routes without the analytics layer, for
 //! `scripts/load` to measure what the layer costs end to end; default on).
 //! `IDP_ANALYTICS_ADMIN_TOKEN` (default `admin-demo`).
@@ -64,7 +67,9 @@ use hyper_util::{
 };
 use idp_analytics::{
     AccountId, Admin, Analytics, AnalyticsLayer, Connection, InactivityWatch, Notification,
-    Reporters, Usage, admin, reporter::REPORTERS_ENV, schema::Schema,
+    Reporters, Usage, admin,
+    reporter::REPORTERS_ENV,
+    schema::{Schema, Topology},
 };
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
@@ -87,14 +92,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = env_or("PORT", "3000").parse()?;
 
     // Creates the database and table if they are absent, in the background.
-    let mut builder =
-        Analytics::builder_with(connection()?).with_schema(Schema::new(database, "events")?);
+    let mut schema = Schema::new(database, "events")?;
+    if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
+        schema = schema.with_topology(Topology::cluster(cluster)?);
+    }
+    let mut builder = Analytics::builder_with(connection()?).with_schema(schema);
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
         builder = builder.with_spool_dir(dir);
     }
     let analytics = builder.build()?;
 
-    // The writer's connection and tables: nothing configured twice.
+    // The writer's connection and tables (on its first server): nothing configured twice.
     let usage = analytics.usage();
     let app = app(analytics.clone(), reporters()?, usage.clone())?;
 

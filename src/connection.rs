@@ -157,6 +157,12 @@ impl ConnectionBuilder {
         }
     }
 
+    /// Replaces the URLs, in order of preference.
+    pub(crate) fn with_urls(mut self, urls: Vec<String>) -> Self {
+        self.urls = urls;
+        self
+    }
+
     /// The ClickHouse user. Default: the user in the URL (`https://user@host`), or none
     /// sent (the server's `default` user).
     pub fn with_user(mut self, user: impl Into<String>) -> Self {
@@ -286,6 +292,15 @@ impl ConnectionBuilder {
             }),
         })
     }
+}
+
+/// One URL, or several separated by commas; blanks around each ignored.
+fn split_urls(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A user and, perhaps, a password, as a URL carries them.
@@ -447,8 +462,13 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Starts configuring a connection to the ClickHouse HTTP interface at `url`
     /// (`http://127.0.0.1:8123`, `https://host:8443`, `https://user:password@host:8443`).
+    ///
+    /// `url` may list several servers of one cluster separated by commas
+    /// (`http://a:8123,http://b:8123`, as `CLICKHOUSE_URL` may), blanks around each ignored:
+    /// it is then the same as [`builder_for`](Self::builder_for) with that list. A comma in
+    /// a password in a URL is written `%2C`.
     pub fn builder(url: impl Into<String>) -> ConnectionBuilder {
-        ConnectionBuilder::new(vec![url.into()])
+        ConnectionBuilder::new(split_urls(&url.into()))
     }
 
     /// Like [`builder`](Self::builder), with several URLs of one cluster (the same user and
@@ -516,22 +536,25 @@ impl Connection {
         self.inner.settings.clone()
     }
 
-    /// Whether the first URL is `https://`.
-    pub(crate) fn is_https(&self) -> bool {
-        self.inner.urls[0].scheme() == "https"
+    /// Whether URL number `index` (from 0) is `https://`.
+    pub(crate) fn is_https(&self, index: usize) -> bool {
+        self.inner
+            .urls
+            .get(index)
+            .is_some_and(|u| u.scheme() == "https")
     }
 
-    /// The first URL's host and port.
-    fn host_port(&self) -> Option<(String, u16)> {
-        let url = &self.inner.urls[0];
+    /// The host and port of URL number `index`.
+    fn host_port(&self, index: usize) -> Option<(String, u16)> {
+        let url = self.inner.urls.get(index)?;
         Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
     }
 
-    /// Whether the first URL's port answers a plain HTTP request (`HTTP/1.x`): after an
-    /// `https://` handshake went unanswered, this tells a plain-HTTP port.
-    pub(crate) async fn answers_plain_http(&self) -> bool {
+    /// Whether the port of URL number `index` answers a plain HTTP request (`HTTP/1.x`):
+    /// after an `https://` handshake went unanswered, this tells a plain-HTTP port.
+    pub(crate) async fn answers_plain_http(&self, index: usize) -> bool {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Some((host, port)) = self.host_port() else {
+        let Some((host, port)) = self.host_port(index) else {
             return false;
         };
         let limit = self.connect_timeout();
@@ -547,13 +570,15 @@ impl Connection {
         matches!(tokio::time::timeout(limit, probe).await, Ok(Ok(true)))
     }
 
-    /// Whether the first URL's port completes (or fails on a certificate, which proves as
-    /// much) a TLS handshake: after an `http://` request was reset unanswered, this tells an
-    /// HTTPS port.
-    pub(crate) async fn answers_tls(&self) -> bool {
+    /// Whether the port of URL number `index` completes (or fails on a certificate, which
+    /// proves as much) a TLS handshake: after an `http://` request was reset unanswered,
+    /// this tells an HTTPS port.
+    pub(crate) async fn answers_tls(&self, index: usize) -> bool {
+        #[cfg(not(feature = "rustls"))]
+        let _ = index;
         #[cfg(feature = "rustls")]
         {
-            let Some((host, port)) = self.host_port() else {
+            let Some((host, port)) = self.host_port(index) else {
                 return false;
             };
             tls::answers_tls(&self.inner.settings, &host, port).await
@@ -754,6 +779,34 @@ pub(crate) fn find_in_chain<'a, T: std::error::Error + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_one_or_several_urls() {
+        let urls = |text: &str| -> Vec<String> {
+            let connection = Connection::builder(text).build().unwrap();
+            connection.urls().map(str::to_owned).collect()
+        };
+        assert_eq!(urls("http://a:1"), ["http://a:1/".to_owned()]);
+        assert_eq!(
+            urls(" http://a:1 , http://b:2,"),
+            ["http://a:1/".to_owned(), "http://b:2/".to_owned()]
+        );
+        assert_eq!(
+            Connection::builder("http://a:1,http://b:2")
+                .build()
+                .unwrap()
+                .clients()
+                .len(),
+            2
+        );
+        assert!(Connection::builder("").build().is_err());
+        let err = Connection::builder("http://a:1,b:2").build().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: the ClickHouse URL must start with http:// or https://, \
+             not b://"
+        );
+    }
 
     #[test]
     fn debug_redacts_passwords_everywhere() {

@@ -110,11 +110,23 @@
 //!
 //! # Topology
 //!
-//! All DDL goes through [`Schema`], which knows the [`Topology`] it is built for: a single
-//! server today; a cluster (`ReplicatedMergeTree` behind a `Distributed` table, `ON CLUSTER`
-//! DDL) is a further variant of the same type, not a different code path. Every engine clause
-//! comes from one place ([`Schema`]'s `engine` helper), so a cluster variant changes that
-//! helper and the `ON CLUSTER` clause, not each statement.
+//! All DDL goes through [`Schema`], which knows the [`Topology`] it is built for. On a
+//! single server the tables are as above. On a cluster ([`Topology::cluster`]) every
+//! statement gets `ON CLUSTER`, and the engine clause (one helper for every table) becomes
+//! the replicated engine of the same family:
+//!
+//! - the events go to `<table>_local`, a `ReplicatedReplacingMergeTree` with the same key
+//!   and partitions on each shard, behind `<table>`, a `Distributed` table sharded by the
+//!   sharding key (an expression of `account_id`: one account's rows live on one shard);
+//! - the rollup is `<table>_daily_local`, a `ReplicatedAggregatingMergeTree` on each shard
+//!   fed by the materialized view on that shard's `<table>_local`, behind a `Distributed`
+//!   `<table>_daily`; an account's rollup rows are complete on its shard;
+//! - the backfill marker and the watch's table are replicated on every server (one copy
+//!   each, not sharded); see [`Schema::create_watch_table_sql`] for why the watch's is.
+//!
+//! Queries name the same tables on both topologies (`<table>`, `<table>_daily`): on a
+//! cluster they read through the `Distributed` tables. Inserts carry
+//! [`Schema::insert_settings`] (`insert_distributed_sync = 1` on a cluster).
 
 use std::{fmt, str::FromStr};
 
@@ -186,6 +198,96 @@ impl FromStr for ServerVersion {
 pub enum Topology {
     /// One server: a `ReplacingMergeTree` table.
     Single,
+    /// A cluster named in the servers' `<remote_servers>`: every table is created
+    /// `ON CLUSTER`; the events and the rollup live in replicated tables on each shard
+    /// (`<name>_local`) behind `Distributed` tables of the usual names. Made by
+    /// [`Topology::cluster`].
+    #[non_exhaustive]
+    Cluster {
+        /// The cluster's name, as `<remote_servers>` spells it.
+        name: String,
+        /// The expression of `account_id` that picks an event's shard: one account's
+        /// events, and its rollup rows, live on one shard.
+        sharding_key: String,
+    },
+}
+
+/// The default sharding key of [`Topology::cluster`]: spreads accounts evenly across
+/// shards whatever their ids look like.
+pub const DEFAULT_SHARDING_KEY: &str = "cityHash64(account_id)";
+
+impl Topology {
+    /// The cluster `name` (1 to 64 ASCII letters, digits and underscores), sharded by
+    /// [`DEFAULT_SHARDING_KEY`].
+    pub fn cluster(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        check_identifier("cluster", &name)?;
+        Ok(Self::Cluster {
+            name,
+            sharding_key: DEFAULT_SHARDING_KEY.to_owned(),
+        })
+    }
+
+    /// The expression that picks an event's shard, for a cluster; it may use `account_id`
+    /// only, so that one account's rows stay on one shard. Default:
+    /// [`DEFAULT_SHARDING_KEY`]. Letters, digits, `_`, `(`, `)`, `,`, `%` and spaces only.
+    /// No effect on [`Topology::Single`].
+    pub fn with_sharding_key(self, key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_(), %".contains(c);
+        if key.trim().is_empty() || !key.chars().all(allowed) || !key.contains("account_id") {
+            return Err(Error::Config(format!(
+                "sharding key {key:?} must be an expression of account_id made of letters, digits, `_`, `(`, `)`, `,`, `%` and spaces"
+            )));
+        }
+        Ok(match self {
+            Self::Single => Self::Single,
+            Self::Cluster { name, .. } => Self::Cluster {
+                name,
+                sharding_key: key,
+            },
+        })
+    }
+
+    /// The cluster's name, for a cluster.
+    pub fn cluster_name(&self) -> Option<&str> {
+        match self {
+            Self::Single => None,
+            Self::Cluster { name, .. } => Some(name),
+        }
+    }
+}
+
+/// The events table's columns, as they are created.
+const EVENTS_COLUMNS: &str = "(\n    \
+    event_id UUID,\n    \
+    account_id UInt64,\n    \
+    event_type String,\n    \
+    inserted_at DateTime DEFAULT now(),\n    \
+    source String,\n    \
+    method String,\n    \
+    status UInt16,\n    \
+    latency_us UInt64\n\
+)";
+
+/// The rollup table's columns.
+const ROLLUP_COLUMNS: &str = "(\n    \
+    account_id UInt64,\n    \
+    day Date,\n    \
+    event_type String,\n    \
+    events AggregateFunction(uniqExact, UUID),\n    \
+    first_seen AggregateFunction(min, UInt32),\n    \
+    last_seen AggregateFunction(max, UInt32)\n\
+)";
+
+/// Whether a replicated table has a copy of its data on each shard or one copy on every
+/// server of the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spread {
+    /// Each shard holds its own rows (events, rollup).
+    Sharded,
+    /// Every server holds every row (the backfill marker, the watch's log).
+    Everywhere,
 }
 
 /// How the events table is partitioned and sorted: the one place that says so.
@@ -268,6 +370,12 @@ impl Schema {
         Ok(schema)
     }
 
+    /// The same tables laid out for `topology`. Default: [`Topology::Single`].
+    pub fn with_topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
     /// The database name.
     pub fn database(&self) -> &str {
         &self.database
@@ -290,44 +398,118 @@ impl Schema {
 
     /// `CREATE DATABASE IF NOT EXISTS ...`.
     pub fn create_database_sql(&self) -> String {
-        format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)
+        format!(
+            "CREATE DATABASE IF NOT EXISTS `{}`{}",
+            self.database,
+            self.on_cluster()
+        )
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the events table, for a server of `version`.
+    /// The name of the table that holds the events: the table itself on a single server,
+    /// `<table>_local` on each shard of a cluster (the table itself is then `Distributed`).
+    pub fn local_table(&self) -> String {
+        self.local(&self.table)
+    }
+
+    /// The table that holds the rows of the table `name` (the events or the rollup): `name`
+    /// itself on a single server, `<name>_local` on each shard of a cluster.
+    pub fn local(&self, name: &str) -> String {
+        match self.topology {
+            Topology::Single => name.to_owned(),
+            Topology::Cluster { .. } => format!("{name}_local"),
+        }
+    }
+
+    /// ` ON CLUSTER `name`` on a cluster, nothing on a single server.
+    fn on_cluster(&self) -> String {
+        match &self.topology {
+            Topology::Single => String::new(),
+            Topology::Cluster { name, .. } => format!(" ON CLUSTER `{name}`"),
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the events table, for a server of `version`:
+    /// on a cluster, the local replicated table of each shard.
     pub fn create_table_sql(&self, version: ServerVersion) -> String {
-        self.create_events_table_sql(&self.table, version)
+        self.create_events_table_sql(&self.local_table(), version)
     }
 
     /// The events table's DDL under another `name` of this schema's database: the table
-    /// itself, or the copy a [`migrate_key`](Self::migrate_key) fills.
+    /// (on a cluster, the local table of each shard), or the copy a
+    /// [`migrate_key`](Self::migrate_key) fills.
     fn create_events_table_sql(&self, name: &str, version: ServerVersion) -> String {
-        let Topology::Single = self.topology;
-        let settings = if version.supports_insert_deduplication_token() {
-            // Lets the server drop a retried insert with the same deduplication token.
-            ", non_replicated_deduplication_window = 1000"
-        } else {
-            ""
+        let settings = match self.topology {
+            Topology::Single if version.supports_insert_deduplication_token() => {
+                // Lets the server drop a retried insert with the same deduplication token.
+                ", non_replicated_deduplication_window = 1000"
+            }
+            // Replicated tables keep the hashes of their last blocks (100 by default).
+            _ => "",
         };
         format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\n    \
-                event_id UUID,\n    \
-                account_id UInt64,\n    \
-                event_type String,\n    \
-                inserted_at DateTime DEFAULT now(),\n    \
-                source String,\n    \
-                method String,\n    \
-                status UInt16,\n    \
-                latency_us UInt64\n\
-            )\n\
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} {EVENTS_COLUMNS}\n\
             ENGINE = {engine}\n\
             PARTITION BY {partition}\n\
             ORDER BY {order}\n\
             SETTINGS index_granularity = 8192{settings}",
             table = self.qualified(name),
-            engine = self.engine("Replacing", ""),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("Replacing", name, Spread::Sharded),
             partition = EVENTS_KEY.partition_by,
             order = EVENTS_KEY.order_by,
         )
+    }
+
+    /// On a cluster, `CREATE TABLE IF NOT EXISTS <name> ON CLUSTER ... ENGINE = Distributed`
+    /// over `<name>_local`, sharded by the sharding key; `None` on a single server.
+    fn create_distributed_sql(&self, name: &str, columns: &str) -> Option<String> {
+        let Topology::Cluster {
+            name: cluster,
+            sharding_key,
+        } = &self.topology
+        else {
+            return None;
+        };
+        Some(format!(
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} {columns}\n\
+            ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, {sharding_key})",
+            table = self.qualified(name),
+            on_cluster = self.on_cluster(),
+            database = self.database,
+            local = self.local(name),
+        ))
+    }
+
+    /// On a cluster, the `Distributed` events table every insert and query goes through.
+    pub fn create_distributed_table_sql(&self) -> Option<String> {
+        self.create_distributed_sql(&self.table, EVENTS_COLUMNS)
+    }
+
+    /// On a cluster, the `Distributed` rollup table queries go through.
+    pub fn create_distributed_rollup_sql(&self) -> Option<String> {
+        self.create_distributed_sql(&self.rollup_table(), ROLLUP_COLUMNS)
+    }
+
+    /// The settings every insert into the events table carries: on a cluster,
+    /// `insert_distributed_sync = 1`, so that an insert is acknowledged only once every
+    /// shard it touches has stored its rows (and, being the same block each time it is
+    /// sent, a retried one is dropped by the shard's replicated table).
+    pub fn insert_settings(&self) -> &'static [(&'static str, &'static str)] {
+        match self.topology {
+            Topology::Single => &[],
+            Topology::Cluster { .. } => &[("insert_distributed_sync", "1")],
+        }
+    }
+
+    /// On a cluster, `SYSTEM SYNC REPLICA` for a table replicated on every server (the
+    /// watch's log): the server then holds every row any server acknowledged before.
+    pub(crate) fn sync_replica_sql(&self, name: &str) -> Option<String> {
+        match self.topology {
+            Topology::Single => None,
+            Topology::Cluster { .. } => {
+                Some(format!("SYSTEM SYNC REPLICA {}", self.qualified(name)))
+            }
+        }
     }
 
     /// The rollup table's name: `<table>_daily`.
@@ -357,36 +539,44 @@ impl Schema {
     }
 
     /// The engine clause of a table of the `MergeTree` family: `family` is `""`,
-    /// `"Replacing"` or `"Aggregating"`, `args` the engine's arguments with their parentheses.
-    /// A cluster topology adds `Replicated` and its path here, in one place.
-    fn engine(&self, family: &str, args: &str) -> String {
+    /// `"Replacing"` or `"Aggregating"`, `local` the table's (local) name. A cluster adds
+    /// `Replicated` and the table's path in ZooKeeper here, in one place: per shard
+    /// (`/clickhouse/tables/{shard}/...`, replica `{replica}`) or one copy on every server
+    /// (`/clickhouse/tables/all/...`, replica `{shard}-{replica}`), from the servers' macros.
+    fn engine(&self, family: &str, local: &str, spread: Spread) -> String {
         match self.topology {
-            Topology::Single => format!("{family}MergeTree{args}"),
+            Topology::Single => format!("{family}MergeTree"),
+            Topology::Cluster { .. } => {
+                let (shard, replica) = match spread {
+                    Spread::Sharded => ("{shard}", "{replica}"),
+                    Spread::Everywhere => ("all", "{shard}-{replica}"),
+                };
+                format!(
+                    "Replicated{family}MergeTree('/clickhouse/tables/{shard}/{database}/{local}', '{replica}')",
+                    database = self.database,
+                )
+            }
         }
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the per-account, per-day rollup.
+    /// `CREATE TABLE IF NOT EXISTS ...` for the per-account, per-day rollup: on a cluster,
+    /// the local replicated table of each shard.
     pub fn create_rollup_table_sql(&self) -> String {
+        let local = self.local(&self.rollup_table());
         format!(
-            "CREATE TABLE IF NOT EXISTS {rollup} (\n    \
-                account_id UInt64,\n    \
-                day Date,\n    \
-                event_type String,\n    \
-                events AggregateFunction(uniqExact, UUID),\n    \
-                first_seen AggregateFunction(min, UInt32),\n    \
-                last_seen AggregateFunction(max, UInt32)\n\
-            )\n\
+            "CREATE TABLE IF NOT EXISTS {rollup}{on_cluster} {ROLLUP_COLUMNS}\n\
             ENGINE = {engine}\n\
             PARTITION BY toYYYYMM(day)\n\
             ORDER BY (account_id, day, event_type)",
-            rollup = self.qualified(&self.rollup_table()),
-            engine = self.engine("Aggregating", ""),
+            rollup = self.qualified(&local),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("Aggregating", &local, Spread::Sharded),
         )
     }
 
-    /// The `SELECT` that turns raw events into rollup rows, shared by the view and the
-    /// backfill; `filter` is a `WHERE` clause or empty.
-    fn rollup_select_sql(&self, filter: &str) -> String {
+    /// The `SELECT` that turns raw events of `from` into rollup rows, shared by the view and
+    /// the backfill; `filter` is a `WHERE` clause or empty.
+    fn rollup_select_sql(&self, from: &str, filter: &str) -> String {
         format!(
             "SELECT\n    \
                 account_id,\n    \
@@ -395,53 +585,74 @@ impl Schema {
                 uniqExactState(event_id) AS events,\n    \
                 minState(toUInt32(inserted_at)) AS first_seen,\n    \
                 maxState(toUInt32(inserted_at)) AS last_seen\n\
-            FROM {table}\n\
+            FROM {from}\n\
             {filter}\
             GROUP BY account_id, day, event_type",
-            table = self.qualified_table(),
         )
     }
 
     /// `CREATE MATERIALIZED VIEW IF NOT EXISTS ...` feeding the rollup from every insert into
-    /// the events table.
+    /// the events table: on a cluster, on each shard, from its local events table into its
+    /// local rollup table.
     pub fn create_rollup_view_sql(&self) -> String {
         format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}\nTO {rollup}\nAS {select}",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {view}{on_cluster}\nTO {rollup}\nAS {select}",
             view = self.qualified(&self.rollup_view()),
-            rollup = self.qualified(&self.rollup_table()),
-            select = self.rollup_select_sql(""),
+            on_cluster = self.on_cluster(),
+            rollup = self.qualified(&self.local(&self.rollup_table())),
+            select = self.rollup_select_sql(&self.qualified(&self.local_table()), ""),
         )
     }
 
     /// `INSERT INTO <rollup> SELECT ...` for the raw rows of one month (`toYYYYMM`, such as
-    /// `202405`).
+    /// `202405`). On a cluster it reads and writes through the `Distributed` tables, and
+    /// must run with [`insert_settings`](Self::insert_settings).
     pub fn backfill_month_sql(&self, month: u32) -> String {
         format!(
             "INSERT INTO {rollup}\n{select}",
             rollup = self.qualified(&self.rollup_table()),
-            select = self.rollup_select_sql(&format!("WHERE toYYYYMM(inserted_at) = {month}\n")),
+            select = self.rollup_select_sql(
+                &self.qualified_table(),
+                &format!("WHERE toYYYYMM(inserted_at) = {month}\n")
+            ),
         )
     }
 
-    /// `CREATE TABLE IF NOT EXISTS ...` for the backfill marker.
+    /// `CREATE TABLE IF NOT EXISTS ...` for the backfill marker: on a cluster, one table
+    /// replicated on every server, so that each sees the same marker.
     pub fn create_backfill_table_sql(&self) -> String {
+        let marker = self.backfill_table();
         format!(
-            "CREATE TABLE IF NOT EXISTS {marker} (\n    \
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n    \
                 month UInt32,\n    \
                 done_at DateTime DEFAULT now()\n\
             )\n\
             ENGINE = {engine}\n\
             ORDER BY month",
-            marker = self.qualified(&self.backfill_table()),
-            engine = self.engine("", ""),
+            table = self.qualified(&marker),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("", &marker, Spread::Everywhere),
         )
     }
 
     /// `CREATE TABLE IF NOT EXISTS ...` for the inactivity watch's record of its
     /// notifications.
+    ///
+    /// On a cluster it is one table replicated on every server (not sharded), and the watch
+    /// runs `SYSTEM SYNC REPLICA` on it before it reads its claims back. That keeps the
+    /// claim → settle → read-back protocol as correct as on one server when instances talk
+    /// to different servers: a claim is acknowledged only once it is in the table's
+    /// replication log in ZooKeeper, and `SYNC REPLICA` makes the server that is read hold
+    /// every entry of that log, so every claim acknowledged before the read-back is seen,
+    /// whichever server took it. A sharded table read through `Distributed` would not be:
+    /// the replica that answers for a shard may not yet have fetched a claim another
+    /// instance wrote to its sibling. The log is small (a row per transition), so one copy
+    /// per server costs nothing worth sharding. With ZooKeeper away, checks fail (and are
+    /// retried) rather than risk notifying twice.
     pub fn create_watch_table_sql(&self) -> String {
+        let watch = self.watch_table();
         format!(
-            "CREATE TABLE IF NOT EXISTS {watch} (\n    \
+            "CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n    \
                 watch String,\n    \
                 account_id UInt64,\n    \
                 kind Enum8('inactive' = 1, 'active' = 2),\n    \
@@ -454,9 +665,21 @@ impl Schema {
             )\n\
             ENGINE = {engine}\n\
             ORDER BY (watch, account_id, last_seen, kind)",
-            watch = self.qualified(&self.watch_table()),
-            engine = self.engine("", ""),
+            table = self.qualified(&watch),
+            on_cluster = self.on_cluster(),
+            engine = self.engine("", &watch, Spread::Everywhere),
         )
+    }
+
+    /// Runs `sql` unless `name` already exists on the server `client` talks to: on a
+    /// cluster, `ON CLUSTER` DDL waits for every server, so a writer that starts while one
+    /// is down still finds the tables that exist.
+    async fn create(&self, client: &clickhouse::Client, name: &str, sql: &str) -> Result<()> {
+        if !matches!(self.topology, Topology::Single) && self.table_exists(client, name).await? {
+            return Ok(());
+        }
+        client.query(sql).execute().await?;
+        Ok(())
     }
 
     /// Reads the server version and refuses servers older than [`OLDEST_SUPPORTED`].
@@ -469,11 +692,19 @@ impl Schema {
     /// every column this crate writes with a type it can write, then creates the daily rollup
     /// ([`ensure_rollup`](Self::ensure_rollup)). Idempotent.
     pub async fn ensure(&self, client: &clickhouse::Client, version: ServerVersion) -> Result<()> {
-        client.query(&self.create_database_sql()).execute().await?;
-        client
-            .query(&self.create_table_sql(version))
-            .execute()
+        let exists: u64 = client
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(&self.database)
+            .fetch_one()
             .await?;
+        if exists == 0 {
+            client.query(&self.create_database_sql()).execute().await?;
+        }
+        self.create(client, &self.local_table(), &self.create_table_sql(version))
+            .await?;
+        if let Some(sql) = self.create_distributed_table_sql() {
+            self.create(client, &self.table, &sql).await?;
+        }
         self.check_columns(client).await?;
         if let Some(key) = self.sorting_key(client).await?
             && key != EVENTS_KEY.sorting_key
@@ -494,10 +725,16 @@ impl Schema {
     /// processes at once: the worst a race does is feed some rows twice, which the rollup
     /// absorbs.
     pub async fn ensure_rollup(&self, client: &clickhouse::Client) -> Result<()> {
-        client
-            .query(&self.create_rollup_table_sql())
-            .execute()
-            .await?;
+        let rollup = self.rollup_table();
+        self.create(
+            client,
+            &self.local(&rollup),
+            &self.create_rollup_table_sql(),
+        )
+        .await?;
+        if let Some(sql) = self.create_distributed_rollup_sql() {
+            self.create(client, &rollup, &sql).await?;
+        }
         if self.table_exists(client, &self.rollup_view()).await? {
             return Ok(());
         }
@@ -566,8 +803,12 @@ impl Schema {
             Err(error) => return Err(error.into()),
         };
         let mut copied = 0;
+        let mut insert = client.clone();
+        for (name, value) in self.insert_settings() {
+            insert = insert.with_setting(*name, *value);
+        }
         for month in months.into_iter().filter(|m| !done.contains(m)) {
-            client
+            insert
                 .query(&self.backfill_month_sql(month))
                 .execute()
                 .await?;
@@ -591,8 +832,9 @@ impl Schema {
     async fn drop_backfill_marker(&self, client: &clickhouse::Client) -> Result<()> {
         client
             .query(&format!(
-                "DROP TABLE IF EXISTS {}",
-                self.qualified(&self.backfill_table())
+                "DROP TABLE IF EXISTS {}{}",
+                self.qualified(&self.backfill_table()),
+                self.on_cluster()
             ))
             .execute()
             .await?;
@@ -601,9 +843,7 @@ impl Schema {
 
     /// Creates the inactivity watch's table if it is absent. Idempotent.
     pub async fn ensure_watch_table(&self, client: &clickhouse::Client) -> Result<()> {
-        client
-            .query(&self.create_watch_table_sql())
-            .execute()
+        self.create(client, &self.watch_table(), &self.create_watch_table_sql())
             .await?;
         // A table made before the `returning` step: add it (a change of metadata only).
         let step: String = client
@@ -618,9 +858,10 @@ impl Schema {
         if !step.contains("'returning'") {
             client
                 .query(&format!(
-                    "ALTER TABLE {} MODIFY COLUMN step Enum8('claimed' = 1, 'delivered' = 2, \
+                    "ALTER TABLE {}{} MODIFY COLUMN step Enum8('claimed' = 1, 'delivered' = 2, \
                      'failed' = 3, 'recorded' = 4, 'returning' = 5)",
-                    self.qualified(&self.watch_table())
+                    self.qualified(&self.watch_table()),
+                    self.on_cluster(),
                 ))
                 .execute()
                 .await?;
@@ -648,7 +889,8 @@ impl Schema {
         Ok(client
             .query("SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?")
             .bind(&self.database)
-            .bind(&self.table)
+            // On a cluster, the shard's local table: the `Distributed` table has no key.
+            .bind(self.local_table())
             .fetch_optional::<String>()
             .await?)
     }
@@ -687,6 +929,12 @@ impl Schema {
         client: &clickhouse::Client,
         version: ServerVersion,
     ) -> Result<KeyMigration> {
+        if !matches!(self.topology, Topology::Single) {
+            // A cluster's tables were always made with the current key.
+            return Err(Error::Config(
+                "migrate_key moves a single server's table; a cluster's tables are created with the current key".into(),
+            ));
+        }
         let Some(key) = self.sorting_key(client).await? else {
             return Ok(KeyMigration::NoTable);
         };
@@ -998,6 +1246,83 @@ mod tests {
                 .create_backfill_table_sql()
                 .contains("ENGINE = MergeTree\n")
         );
+    }
+
+    #[test]
+    fn cluster_ddl() {
+        let schema = Schema::new("app", "ev")
+            .unwrap()
+            .with_topology(Topology::cluster("c1").unwrap());
+        assert_eq!(schema.topology().cluster_name(), Some("c1"));
+        assert_eq!(schema.local_table(), "ev_local");
+        assert_eq!(
+            schema.create_database_sql(),
+            "CREATE DATABASE IF NOT EXISTS `app` ON CLUSTER `c1`"
+        );
+        let table = schema.create_table_sql(ServerVersion::new(18, 16, 1));
+        assert!(table.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_local` ON CLUSTER `c1` ("));
+        assert!(table.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/app/ev_local', '{replica}')\n\
+             PARTITION BY toYYYYMM(inserted_at)\nORDER BY (account_id, inserted_at, event_id, source)"
+        ));
+        assert!(
+            !schema
+                .create_table_sql(ServerVersion::new(24, 3, 0))
+                .contains("non_replicated_deduplication_window")
+        );
+        let dist = schema.create_distributed_table_sql().unwrap();
+        assert!(dist.starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev` ON CLUSTER `c1` ("));
+        assert!(
+            dist.ends_with("ENGINE = Distributed(`c1`, `app`, `ev_local`, cityHash64(account_id))")
+        );
+        assert_eq!(
+            schema.insert_settings(),
+            &[("insert_distributed_sync", "1")]
+        );
+
+        let rollup = schema.create_rollup_table_sql();
+        assert!(
+            rollup
+                .starts_with("CREATE TABLE IF NOT EXISTS `app`.`ev_daily_local` ON CLUSTER `c1` (")
+        );
+        assert!(rollup.contains("ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/app/ev_daily_local', '{replica}')"));
+        assert!(schema.create_distributed_rollup_sql().unwrap().ends_with(
+            "ENGINE = Distributed(`c1`, `app`, `ev_daily_local`, cityHash64(account_id))"
+        ));
+        let view = schema.create_rollup_view_sql();
+        assert!(view.starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `app`.`ev_daily_mv` ON CLUSTER `c1`\nTO `app`.`ev_daily_local`\nAS SELECT"
+        ));
+        assert!(view.contains("FROM `app`.`ev_local`\n"));
+        let backfill = schema.backfill_month_sql(202405);
+        assert!(backfill.starts_with("INSERT INTO `app`.`ev_daily`\nSELECT"));
+        assert!(backfill.contains("FROM `app`.`ev`\nWHERE"));
+        for (sql, name) in [
+            (schema.create_watch_table_sql(), "ev_watch"),
+            (schema.create_backfill_table_sql(), "ev_daily_backfill"),
+        ] {
+            assert!(sql.contains(&format!(
+                "ReplicatedMergeTree('/clickhouse/tables/all/app/{name}', '{{shard}}-{{replica}}')"
+            )), "{sql}");
+        }
+        assert_eq!(
+            schema.sync_replica_sql("ev_watch").as_deref(),
+            Some("SYSTEM SYNC REPLICA `app`.`ev_watch`")
+        );
+        assert_eq!(Schema::default().sync_replica_sql("x"), None);
+        assert!(Schema::default().insert_settings().is_empty());
+    }
+
+    #[test]
+    fn cluster_names_and_keys_are_checked() {
+        assert!(Topology::cluster("a-b").is_err());
+        assert!(Topology::cluster("").is_err());
+        let t = Topology::cluster("c").unwrap();
+        assert!(t.clone().with_sharding_key("account_id % 4").is_ok());
+        assert!(t.clone().with_sharding_key("rand()").is_err());
+        assert!(t.clone().with_sharding_key("account_id; DROP").is_err());
+        assert!(t.with_sharding_key("sipHash64(account_id)").is_ok());
+        assert_eq!(Topology::Single.cluster_name(), None);
     }
 
     #[test]

@@ -351,6 +351,11 @@ impl InactivityWatch {
     /// The log rows of each account's latest quiet period (the open transitions and the one
     /// that closed it), not the whole log.
     async fn read_log(&self) -> Result<Vec<LogRow>> {
+        // On a cluster, first fetch every claim any server has acknowledged (see
+        // `Schema::create_watch_table_sql` for why that keeps the protocol correct).
+        if let Some(sync) = self.schema().sync_replica_sql(&self.schema().watch_table()) {
+            self.client().query(&sync).execute().await?;
+        }
         Ok(self
             .client()
             .query(&format!(

@@ -91,6 +91,24 @@ impl Builder {
         self
     }
 
+    /// The servers to write to, in order of preference, replacing the URLs of the
+    /// connection. Default: the URL given to [`Analytics::builder`] (or the comma-separated
+    /// URLs it lists), or the URLs of the connection given to [`Analytics::builder_with`].
+    /// See [`Connection::builder_for`].
+    ///
+    /// The writer sends to one server at a time and goes on to the next when one is down or
+    /// refuses a batch; a batch it retries elsewhere is the identical batch. On a cluster
+    /// ([`Topology::Cluster`](crate::schema::Topology)) any server of the cluster can take
+    /// any batch: list several so that a server being restarted stops nothing.
+    pub fn with_urls<I, S>(self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let urls = urls.into_iter().map(Into::into).collect();
+        self.connection(|c| c.with_urls(urls))
+    }
+
     /// The ClickHouse user. Default: the user in the URL, or none sent (the server's
     /// `default` user). See [`ConnectionBuilder::with_user`].
     pub fn with_user(self, user: impl Into<String>) -> Self {

@@ -487,8 +487,8 @@ impl Analytics {
         &self.shared().config.schema
     }
 
-    /// A new client for this writer's server and credentials (no default database), for
-    /// the reads that go with writing, such as the reporter's look-up of resent ids.
+    /// A new client for this writer's first server and credentials (no default database),
+    /// for the reads that go with writing, such as the reporter's look-up of resent ids.
     pub(crate) fn query_client(&self) -> clickhouse::Client {
         self.connection().client()
     }

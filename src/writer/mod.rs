@@ -13,6 +13,12 @@
 //!   timeouts and server errors with exponential backoff and jitter. A retried batch carries
 //!   the same `event_id`s (and, from ClickHouse 22.2 on, the same
 //!   `insert_deduplication_token`), so no duplicate is visible;
+//! - sends to one server of its list at a time ([`with_urls`](Builder::with_urls), or the
+//!   connection's URLs) and goes on to the next with the same batch when one fails; on a
+//!   cluster ([`Topology::Cluster`](crate::schema::Topology)) it inserts through the
+//!   `Distributed` table with `insert_distributed_sync = 1`, so a batch is acknowledged once
+//!   every shard has its rows, and a retried batch is dropped by each shard as an identical
+//!   block; a replica gone read-only (ZooKeeper away, code 242) is retried without a pause;
 //! - sets batches ClickHouse refuses as bad data (by a known error code) aside in a
 //!   dead-letter file, and pauses on every other error it cannot retry past: credentials,
 //!   the table, TLS, an answer that is not ClickHouse's, an unknown code. A paused writer

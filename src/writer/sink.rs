@@ -284,13 +284,21 @@ pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Writes batches to ClickHouse.
-pub(crate) struct Sink {
-    connection: Connection,
+/// The clients of one server.
+struct Server {
     /// Without a default database, for DDL and version checks.
     admin: clickhouse::Client,
     /// With the events' database, for inserts.
     insert: clickhouse::Client,
+}
+
+/// Writes batches to ClickHouse: to one server of the connection's list at a time, going on
+/// to the next when one fails.
+pub(crate) struct Sink {
+    connection: Connection,
+    servers: Vec<Server>,
+    /// The server the next request goes to.
+    current: usize,
     version: Option<ServerVersion>,
     receive_timeout: Duration,
     send_timeout: Duration,
@@ -298,14 +306,21 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(connection: &Connection, schema: &Schema) -> Self {
-        // Column types are checked once by `Schema::check_columns`, which works on every
-        // server version; plain RowBinary does too.
-        let admin = connection.client().with_validation(false);
-        let insert = admin.clone().with_database(schema.database());
+        let servers = connection
+            .clients()
+            .into_iter()
+            .map(|client| {
+                // Column types are checked once by `Schema::check_columns`, which works on
+                // every server version; plain RowBinary does too.
+                let admin = client.with_validation(false);
+                let insert = admin.clone().with_database(schema.database());
+                Server { admin, insert }
+            })
+            .collect();
         Self {
             connection: connection.clone(),
-            admin,
-            insert,
+            servers,
+            current: 0,
             version: None,
             receive_timeout: connection.receive_timeout(),
             send_timeout: connection.send_timeout(),
@@ -317,24 +332,35 @@ impl Sink {
         self.version
     }
 
+    /// Sends the next requests to the next server of the list (after a failure); the same
+    /// batch then goes there. With one server, does nothing.
+    pub(crate) fn next_server(&mut self) {
+        self.current = (self.current + 1) % self.servers.len();
+    }
+
+    fn server(&self) -> &Server {
+        &self.servers[self.current]
+    }
+
     /// What a failed request means, as [`classify`] says, made precise by looking at the
-    /// server's port when the error alone cannot tell: an `https://` handshake that went
-    /// unanswered (a plain-HTTP port answers plain HTTP), or an `http://` request reset
-    /// unanswered (an HTTPS port completes a TLS handshake).
+    /// port of the server it went to when the error alone cannot tell: an `https://`
+    /// handshake that went unanswered (a plain-HTTP port answers plain HTTP), or an
+    /// `http://` request reset unanswered (an HTTPS port completes a TLS handshake).
     pub(crate) async fn diagnose(&self, error: &Error) -> Failure {
         let failure = classify(error);
+        let (connection, at) = (&self.connection, self.current);
         match failure {
-            Failure::Pause(PauseReason::NotTls) if self.connection.is_https() => {
-                if self.connection.answers_plain_http().await {
+            Failure::Pause(PauseReason::NotTls) if connection.is_https(at) => {
+                if connection.answers_plain_http(at).await {
                     failure
                 } else {
                     Failure::Pause(PauseReason::Tls)
                 }
             }
             Failure::Transient | Failure::Pause(PauseReason::NotHttp)
-                if !self.connection.is_https() && unanswered(error) =>
+                if !connection.is_https(at) && unanswered(error) =>
             {
-                if self.connection.answers_tls().await {
+                if connection.answers_tls(at).await {
                     Failure::Pause(PauseReason::TlsPort)
                 } else {
                     failure
@@ -347,7 +373,7 @@ impl Sink {
     /// Reads the server version (once), then creates or checks the table.
     pub(crate) async fn prepare(&mut self, schema: &Schema, create: bool) -> Result<()> {
         let timeout = self.receive_timeout;
-        let admin = &self.admin;
+        let admin = &self.servers[self.current].admin;
         let version = match self.version {
             Some(v) => v,
             None => with_timeout(timeout, Schema::server_version(admin)).await?,
@@ -371,10 +397,14 @@ impl Sink {
     /// `deduplicate_insert`) are left at the server's defaults.
     pub(crate) async fn insert(&self, schema: &Schema, events: &[Event]) -> Result<()> {
         let mut insert = self
+            .server()
             .insert
             .insert::<EventRow<'_>>(schema.table())
             .await?
             .with_timeouts(Some(self.send_timeout), Some(self.receive_timeout));
+        for (name, value) in schema.insert_settings() {
+            insert = insert.with_setting(*name, *value);
+        }
         if self
             .version
             .is_some_and(ServerVersion::supports_async_insert)
@@ -551,6 +581,21 @@ mod tests {
             classify(&Error::ClickHouse(clickhouse::error::Error::Network(
                 Box::new(reset)
             ))),
+            Failure::Transient
+        );
+        // ZooKeeper away on a cluster: the replicated tables are read-only until it is
+        // back; the writer retries (events kept) and does not pause, so events are still
+        // taken meanwhile.
+        assert_eq!(
+            classify(&bad(
+                "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"
+            )),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify(&bad(
+                "Code: 999, e.displayText() = Coordination::Exception: Connection loss"
+            )),
             Failure::Transient
         );
         assert_eq!(

@@ -371,6 +371,9 @@ impl Worker {
                 }
             }
             Counters::add(&counters.retried_batches, 1);
+            // The same batch goes to the next server of the list, if there are several: on
+            // a cluster any server takes it, and the shard it lands on is the same.
+            self.sink.next_server();
             let wait = self.backoff.next();
             if !self.pause(wait).await {
                 return Outcome::Aborted;

@@ -121,6 +121,7 @@ where
     }
 }
 pub mod app;
+pub mod cluster;
 pub mod proxy;
 
 /// A new, empty directory under the system's temporary directory.

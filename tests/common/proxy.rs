@@ -37,6 +37,10 @@ pub enum Mode {
     /// included), then close both sides cleanly without passing on any answer; once, after
     /// which the proxy goes [`Mode::Down`].
     CutBody(usize),
+    /// Forward, but when the server answers an insert (it has committed the rows), close
+    /// the connection without passing the answer on; once, after which the proxy goes
+    /// [`Mode::Forward`].
+    CutAnswer,
 }
 
 /// A proxy on 127.0.0.1 forwarding to `upstream`.
@@ -189,6 +193,11 @@ async fn handle(
             Mode::DelayInserts(d) => {
                 forward(client, upstream, Some(d), None).await;
             }
+            Mode::CutAnswer => {
+                if forward_cutting_answer(client, upstream).await {
+                    control.send_replace(Mode::Forward);
+                }
+            }
             Mode::CutBody(n) => {
                 if forward(client, upstream, None, Some(n)).await {
                     control.send_replace(Mode::Down);
@@ -299,4 +308,58 @@ async fn forward(
         () = &mut down => {}
     }
     false
+}
+
+/// Forwards one connection until the server answers an insert; that answer is not passed
+/// on: the client's connection is reset instead. True when an answer was cut.
+async fn forward_cutting_answer(client: TcpStream, upstream: SocketAddr) -> bool {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return false;
+    };
+    let _ = server.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    let _ = client.set_zero_linger();
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let inserts = AtomicUsize::new(0);
+    let inserts = &inserts;
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if buf[..n]
+                .windows(12)
+                .any(|w| w.eq_ignore_ascii_case(b"query=INSERT"))
+            {
+                inserts.fetch_add(1, Ordering::SeqCst);
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if inserts.load(Ordering::SeqCst) > 0 {
+                // The server answered the insert: it has the rows. Drop the answer.
+                return true;
+            }
+            if cw.write_all(&buf[..n]).await.is_err() {
+                return false;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => false,
+        cut = down => cut,
+    }
 }
