@@ -11,7 +11,7 @@ use std::{
 use axum::{Router, body::Body};
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use idp_analytics::{Admin, Day, Days, Event, KnownAccount, Usage, admin, schema::Schema};
+use idp_analytics::{Admin, Day, Days, Event, KnownAccount, Source, Usage, admin, schema::Schema};
 use tower::ServiceExt as _;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -383,6 +383,54 @@ async fn admin_takes_any_quiet_threshold() {
             assert_eq!(status, StatusCode::OK, "{threshold:?} {uri}: {body}");
         }
     }
+}
+
+/// The page names each listed event type's sources, escaped: two types sent by different
+/// sources each show theirs, a type sent by two sources shows both, and events stored
+/// without a source name none.
+#[tokio::test]
+async fn admin_page_shows_each_event_types_sources() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    let from = |name: &str| Source::new(name).unwrap();
+    common::write(
+        &schema,
+        vec![
+            common::event_at(1, "signup", now - DAY).with_source(from("<b>billing</b>")),
+            common::event_at(2, "signup", now).with_source(from("billing")),
+            common::event_at(1, "search", now),
+            common::event_at(3, "upload", now).with_source(from("mobile&app")),
+            // Older than the page's days: its source is not shown.
+            common::event_at(3, "upload", now - 60 * DAY).with_source(from("old-reporter")),
+        ],
+    )
+    .await;
+    let app = app(&schema, Vec::new());
+    let (status, _, html) = get(&app, "/admin/analytics", Some("admin-demo")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let row = |event_type: &str| {
+        let start = html
+            .find(&format!("<td><code>{event_type}</code></td>"))
+            .unwrap_or_else(|| panic!("no row for {event_type}: {html}"));
+        let end = start + html[start..].find("</tr>").unwrap();
+        html[start..end].to_owned()
+    };
+    let signup = row("signup");
+    assert!(
+        signup.contains(
+            "<td class=\"sources\"><code>&lt;b&gt;billing&lt;/b&gt;</code>, <code>billing</code></td>"
+        ),
+        "{signup}"
+    );
+    let upload = row("upload");
+    assert!(
+        upload.contains("<td class=\"sources\"><code>mobile&amp;app</code></td>"),
+        "{upload}"
+    );
+    assert!(!html.contains("old-reporter"), "{html}");
+    assert!(!html.contains("<b>billing"), "{html}");
+    let search = row("search");
+    assert!(search.contains("<td class=\"sources\"></td>"), "{search}");
 }
 
 /// `GET /inactive` lists at most `limit` accounts, and its `Link` header leads to the next

@@ -40,6 +40,8 @@ struct Page {
     pub(super) quiet_rows: usize,
     pub(super) top: Vec<AccountActivity>,
     pub(super) types: Vec<EventTypeCount>,
+    /// The first few sources of each listed event type, sorted.
+    pub(super) sources: HashMap<String, Vec<String>>,
     /// Events per day of the range, every day, for the accounts listed.
     pub(super) sparklines: HashMap<u64, Vec<u64>>,
     /// The accounts at risk, highest score first.
@@ -111,6 +113,11 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
     )
     .await?;
     let quiet = quiet.accounts;
+    let listed: Vec<String> = types.iter().map(|t| t.event_type.clone()).collect();
+    let sources = admin
+        .usage
+        .event_type_sources(days, &listed, SOURCES_PER_TYPE)
+        .await?;
     let mut at_risk = admin.detector.detect(&admin.usage, now, &known).await?;
     at_risk.truncate(admin.quiet_rows);
     let risk_days = Days::ending(Day::of(now), admin.detector.charted_days());
@@ -132,12 +139,16 @@ async fn load(admin: &Admin, base: String) -> Result<Page> {
         quiet_rows: admin.quiet_rows,
         top,
         types,
+        sources,
         sparklines,
         at_risk,
         risk_days,
         risk_activity,
     })
 }
+
+/// How many sources the page names for each event type.
+const SOURCES_PER_TYPE: u64 = 5;
 
 const STYLE: &str = "\
 :root{color-scheme:light;--ink:#1f2933;--muted:#616e7c;--line:#e4e7eb;--accent:#3467d6;--quiet:#c2410c}\
@@ -280,7 +291,7 @@ fn render(page: &Page) -> String {
                     h2 { "Top event types" }
                     table id="event-types" {
                         thead { tr {
-                            th { "Event type" } th { "Events" } th { "Accounts" }
+                            th { "Event type" } th { "Sources" } th { "Events" } th { "Accounts" }
                             th style="width:30%" {}
                         } }
                         tbody {
@@ -288,13 +299,19 @@ fn render(page: &Page) -> String {
                                 @let pct = t.events as f64 * 100.0 / most as f64;
                                 tr {
                                     td { code { (t.event_type) } }
+                                    td class="sources" {
+                                        @for (i, source) in page.sources.get(&t.event_type).into_iter().flatten().filter(|s| !s.is_empty()).enumerate() {
+                                            @if i > 0 { ", " }
+                                            code { (source) }
+                                        }
+                                    }
                                     td class="n" { (t.events) }
                                     td class="n" { (t.accounts) }
                                     td { div class="share" style={ "width:" (format!("{pct:.1}")) "%" } {} }
                                 }
                             }
                             @if page.types.is_empty() {
-                                tr { td colspan="4" class="none" { "No event in these days." } }
+                                tr { td colspan="5" class="none" { "No event in these days." } }
                             }
                         }
                     }
@@ -419,6 +436,11 @@ mod tests {
                 events: 12,
                 accounts: 1,
             }],
+            sources: [(
+                "<script>alert(\"x\")</script>".to_owned(),
+                vec!["billing".to_owned(), "<b>mobile</b>".to_owned()],
+            )]
+            .into(),
             sparklines: [(1, vec![5, 0, 7])].into(),
             at_risk: vec![
                 {
@@ -444,6 +466,9 @@ mod tests {
         let html = render(&sample());
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("<code>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</code>"));
+        assert!(html.contains(
+            "<td class=\"sources\"><code>billing</code>, <code>&lt;b&gt;mobile&lt;/b&gt;</code></td>"
+        ));
         assert_eq!(html.matches("<rect class=\"bar\"").count(), 3);
         assert!(html.contains("<title>2024-05-09: 5 active accounts</title>"));
         assert!(html.contains("<title>2024-05-08: 0 active accounts</title>"));

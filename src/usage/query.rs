@@ -137,6 +137,12 @@ impl Source {
 }
 
 #[derive(clickhouse::Row, Deserialize)]
+struct SourcesRow {
+    event_type: String,
+    sources: Vec<String>,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
 struct TypeRow {
     pub(super) event_type: String,
     pub(super) events: u64,
@@ -431,6 +437,43 @@ impl Usage {
                 .fetch_all()
                 .await?;
             Ok(rows.into_iter().map(EventTypeCount::from).collect())
+        })
+        .await
+    }
+
+    /// The sources (reporters, or the layer's own) that sent each of `event_types` in
+    /// `days`, at most `per_type` of them for each type, sorted. Read from the events table,
+    /// since the rollup keeps no source. A type with no event in `days` is absent.
+    pub async fn event_type_sources(
+        &self,
+        days: Days,
+        event_types: &[String],
+        per_type: u64,
+    ) -> Result<HashMap<String, Vec<String>>> {
+        if event_types.is_empty() || per_type == 0 {
+            return Ok(HashMap::new());
+        }
+        self.timed(async {
+            let (from, to) = days.seconds();
+            let rows: Vec<SourcesRow> = self
+                .client
+                .query(&format!(
+                    "SELECT event_type, \
+                     arraySlice(arraySort(groupUniqArray(source)), 1, {per_type}) AS s \
+                     FROM {table} WHERE inserted_at >= toDateTime(?) \
+                     AND inserted_at <= toDateTime(?) AND has(?, event_type) \
+                     GROUP BY event_type",
+                    table = self.schema.qualified_table(),
+                ))
+                .bind(from)
+                .bind(to)
+                .bind(event_types)
+                .fetch_all()
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.event_type, r.sources))
+                .collect())
         })
         .await
     }
