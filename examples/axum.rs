@@ -164,8 +164,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The writer's connection and tables (on its first server): nothing configured twice.
     let usage = analytics.usage();
     // The IdP's tokens name it as their issuer: its own URL unless told otherwise.
-    let issuer = std::env::var("IDP_ANALYTICS_JWT_ISSUER")
-        .unwrap_or_else(|_| format!("http://{}", listener.local_addr().expect("bound")));
+    let address = listener.local_addr()?;
+    let issuer =
+        std::env::var("IDP_ANALYTICS_JWT_ISSUER").unwrap_or_else(|_| format!("http://{address}"));
     let issuer = Arc::new(jwt::Issuer::from_env(issuer, audience)?);
     let verifier = Some(Arc::new(issuer.verifier()?));
     let idp = Idp {
@@ -231,26 +232,24 @@ fn app(
     verifier: Option<Arc<jwt::Verifier>>,
 ) -> idp_analytics::Result<Router> {
     let idp = idp
-        .map(
-            |Idp {
-                 reporters,
-                 usage,
-                 issuer,
-             }|
-             -> idp_analytics::Result<_> {
-                // IDP_ANALYTICS_CONFIRM_WRITES=1: answer 200 only once the events are in ClickHouse.
-                let confirm =
-                    std::env::var_os("IDP_ANALYTICS_CONFIRM_WRITES").is_some_and(|v| v == "1");
-                let events = idp_analytics::Reporter::builder(analytics.clone(), reporters)
-                    .with_confirm_writes(confirm)
-                    .build()?
-                    .into_router();
-                // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
-                let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
-                let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
-                Ok((events, dashboard, issuer))
-            },
-        )
+        .map(|idp| -> idp_analytics::Result<_> {
+            let Idp {
+                reporters,
+                usage,
+                issuer,
+            } = idp;
+            // IDP_ANALYTICS_CONFIRM_WRITES=1: answer 200 only once the events are in ClickHouse.
+            let confirm =
+                std::env::var_os("IDP_ANALYTICS_CONFIRM_WRITES").is_some_and(|v| v == "1");
+            let events = idp_analytics::Reporter::builder(analytics.clone(), reporters)
+                .with_confirm_writes(confirm)
+                .build()?
+                .into_router();
+            // The demo's default token is public: set IDP_ANALYTICS_ADMIN_TOKEN anywhere else.
+            let admin_token = env_or("IDP_ANALYTICS_ADMIN_TOKEN", "admin-demo");
+            let dashboard = Admin::new(usage, admin::bearer(admin_token)).into_router();
+            Ok((events, dashboard, issuer))
+        })
         .transpose()?;
     let analytics = AnalyticsLayer::builder(analytics)
         .with_skipped_routes(["/health"])
@@ -639,6 +638,13 @@ mod jwt {
         /// minute, say).
         pub(crate) async fn fetch(issuer: &str, audience: &str) -> Result<Self, Box<dyn Error>> {
             let url = format!("{}{JWKS_PATH}", issuer.trim_end_matches('/'));
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "IDP_ANALYTICS_JWT_ISSUER: this example reads the keys over http:// only, \
+                     not {url}"
+                )
+                .into());
+            }
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build_http::<Empty<Bytes>>();
