@@ -93,15 +93,29 @@ async fn fatigue_detector_watch_notifies_once() {
             .unwrap()
     };
 
-    // Two instances at once: the daily account silent 3 days, told once. The fixed week
-    // would not have said anything yet; the one-event account is not silent by it either.
+    // Two instances at once: the daily account silent 3 days, told once, and the
+    // one-event account, silent 5 days, judged by the others' daily rhythm. The fixed week
+    // would not have said anything yet.
     let (a, b) = (watch(), watch());
     let (ra, rb) = tokio::join!(a.check(), b.check());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.delivered.len() + rb.delivered.len(), 1);
+    assert_eq!(ra.delivered.len() + rb.delivered.len(), 2);
     let got = inbox.take();
-    assert_eq!(ids(&got), [(1, NotificationKind::Inactive)]);
-    let n = &got[0];
+    assert_eq!(
+        ids(&got),
+        [(1, NotificationKind::Inactive), (3, NotificationKind::Inactive)]
+    );
+    let one_shot = got.iter().find(|n| n.account_id == 3).unwrap();
+    // Every day, or every weekday when its one day was a weekday.
+    let why = one_shot.explanation.as_deref().unwrap();
+    assert!(
+        why.starts_with(
+            "1 active day in 90 days, too few for a rhythm of its own; \
+             the usual account here is active every "
+        ) && why.contains("; silent 5 days;"),
+        "{one_shot:?}"
+    );
+    let n = got.iter().find(|n| n.account_id == 1).unwrap();
     assert_eq!(n.threshold, 7 * DAY);
     assert_eq!(
         n.explanation.as_deref(),
