@@ -103,7 +103,10 @@ async fn fatigue_detector_watch_notifies_once() {
     let got = inbox.take();
     assert_eq!(
         ids(&got),
-        [(1, NotificationKind::Inactive), (3, NotificationKind::Inactive)]
+        [
+            (1, NotificationKind::Inactive),
+            (3, NotificationKind::Inactive)
+        ]
     );
     let one_shot = got.iter().find(|n| n.account_id == 3).unwrap();
     // Every day, or every weekday when its one day was a weekday.
