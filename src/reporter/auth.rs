@@ -70,7 +70,10 @@ fn words(digest: &[u8; 32]) -> [u64; 4] {
 /// Whether `token` is an RFC 6750 `b64token`: what a `Bearer` credential may hold. Such a
 /// token is printable ASCII.
 fn is_b64token(token: &[u8]) -> bool {
-    let end = token.iter().rposition(|&c| c != b'=').map_or(0, |at| at + 1);
+    let end = token
+        .iter()
+        .rposition(|&c| c != b'=')
+        .map_or(0, |at| at + 1);
     let body = &token[..end];
     !body.is_empty()
         && body.iter().all(|&c| {
@@ -81,7 +84,10 @@ fn is_b64token(token: &[u8]) -> bool {
 /// `bytes` without the spaces at either end.
 fn trim_spaces(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&c| c != b' ').unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&c| c != b' ').map_or(start, |at| at + 1);
+    let end = bytes
+        .iter()
+        .rposition(|&c| c != b' ')
+        .map_or(start, |at| at + 1);
     &bytes[start..end]
 }
 
