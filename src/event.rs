@@ -55,6 +55,7 @@ impl Source {
     }
 
     /// The source's name.
+    #[inline]
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -250,11 +251,13 @@ impl Event {
     }
 
     /// The event's id, unique per captured event.
+    #[inline]
     pub fn event_id(&self) -> Uuid {
         self.event_id
     }
 
     /// The account the event belongs to.
+    #[inline]
     pub fn account_id(&self) -> u64 {
         self.account_id
     }
@@ -266,6 +269,7 @@ impl Event {
 
     /// [`event_type`](Self::event_type)'s bytes, without reading them back as UTF-8 (they
     /// were checked when the event was made): for encoders, once per row.
+    #[inline]
     pub(crate) fn event_type_bytes(&self) -> &[u8] {
         self.event_type.as_bytes()
     }
@@ -276,26 +280,31 @@ impl Event {
     }
 
     /// When the event happened, in seconds since the Unix epoch.
+    #[inline]
     pub fn unix_seconds(&self) -> u32 {
         self.time
     }
 
     /// The name of the part of the system that produced the event; empty if unset.
+    #[inline]
     pub fn source(&self) -> &str {
         self.source.as_ref().map_or("", Source::as_str)
     }
 
     /// The HTTP method; empty where it does not apply.
+    #[inline]
     pub fn method(&self) -> &str {
         self.method.as_ref().map_or("", Method::as_str)
     }
 
     /// The HTTP status; 0 where it does not apply.
+    #[inline]
     pub fn status(&self) -> u16 {
         self.status
     }
 
     /// The request's latency in microseconds; 0 where it does not apply.
+    #[inline]
     pub fn latency_us(&self) -> u64 {
         self.latency_us
     }
@@ -369,6 +378,7 @@ impl EventType {
         }
     }
 
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],

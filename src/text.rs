@@ -11,6 +11,7 @@ pub(crate) enum Text {
 }
 
 impl Text {
+    #[inline]
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Static(text) => text,

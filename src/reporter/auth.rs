@@ -67,13 +67,28 @@ fn words(digest: &[u8; 32]) -> [u64; 4] {
     std::array::from_fn(|w| u64::from_ne_bytes(words[w]))
 }
 
-/// Whether `token` is an RFC 6750 `b64token`: what a `Bearer` credential may hold.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
+/// Whether `token` is an RFC 6750 `b64token`: what a `Bearer` credential may hold. Such a
+/// token is printable ASCII.
+fn is_b64token(token: &[u8]) -> bool {
+    let end = token
+        .iter()
+        .rposition(|&c| c != b'=')
+        .map_or(0, |at| at + 1);
+    let body = &token[..end];
     !body.is_empty()
-        && body.bytes().all(|c| {
+        && body.iter().all(|&c| {
             c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
+}
+
+/// `bytes` without the spaces at either end.
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&c| c != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&c| c != b' ')
+        .map_or(start, |at| at + 1);
+    &bytes[start..end]
 }
 
 impl Reporters {
@@ -92,7 +107,7 @@ impl Reporters {
     pub fn with(mut self, name: &str, token: &str) -> Result<Self> {
         let source = Source::new(name)
             .map_err(|_| Error::Config(format!("reporter name {name:?} is not a valid source")))?;
-        if !is_b64token(token) {
+        if !is_b64token(token.as_bytes()) {
             return Err(Error::Config(format!(
                 "the token of reporter {name:?} is empty or has characters a bearer token cannot carry"
             )));
@@ -155,15 +170,19 @@ impl Reporters {
         if values.next().is_some() {
             return None;
         }
-        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        // Read as bytes: a scheme equal to `bearer` and a `b64token` are ASCII, so nothing
+        // else needs checking as text.
+        let value = value.as_bytes();
+        let space = value.iter().position(|&c| c == b' ')?;
+        let (scheme, token) = (&value[..space], &value[space + 1..]);
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
             return None;
         }
-        let token = token.trim_matches(' ');
+        let token = trim_spaces(token);
         if !is_b64token(token) {
             return None;
         }
-        self.find(token.as_bytes())
+        self.find(token)
     }
 
     fn find(&self, token: &[u8]) -> Option<&Source> {
