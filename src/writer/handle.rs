@@ -313,6 +313,7 @@ pub(crate) fn pair(
     config: Arc<Builder>,
     connection: Connection,
     spool: Option<Spool>,
+    rest: Option<super::rest::RestSink>,
 ) -> (Analytics, Worker) {
     let capacity = config.queue_capacity;
     let shared = Arc::new(Shared {
@@ -335,7 +336,7 @@ pub(crate) fn pair(
         done: watch::Sender::new(false),
         config,
     });
-    let worker = Worker::new(shared.clone());
+    let worker = Worker::new(shared.clone(), rest);
     let analytics = Analytics {
         inner: Arc::new(Handle { shared }),
     };

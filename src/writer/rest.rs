@@ -22,15 +22,11 @@ use http::{
     header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER},
 };
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    connection::Connection,
+    connection::{self, Connection, HttpClient},
     error::{Error, Result},
     event::Event,
 };
@@ -48,6 +44,9 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// The longest `Retry-After` honoured; a longer one is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How long an idle connection to the endpoint is kept for the next batch.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most bytes of an answer read (its JSON names the bad items of a batch).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -225,33 +224,32 @@ fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
 pub(crate) struct RestSink {
     /// Bodies are sent with gzip until the endpoint answers one `415`.
     gzip: std::sync::atomic::AtomicBool,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient<Full<Bytes>>,
     uri: Uri,
     authorization: HeaderValue,
     timeout: Duration,
 }
 
 impl RestSink {
-    pub(crate) fn new(connection: &Connection, target: &Target) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(connection.connect_timeout()));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        // Checked by `Target::validate` before the worker exists.
-        let uri = target.url.parse().unwrap_or_default();
+    /// The sink for `target`, its client made from `connection`'s settings (its TLS roots,
+    /// connect timeout, `TCP_NODELAY`). Fails on a target [`Target::validate`] refuses, or
+    /// on CA certificates that cannot be read.
+    pub(crate) fn new(connection: &Connection, target: &Target) -> Result<Self> {
+        let uri: Uri = target
+            .url
+            .parse()
+            .map_err(|_| Error::Config("the reporter URL is not a valid URL".into()))?;
+        let client = connection::http_client(&connection.settings(), &uri, POOL_IDLE_TIMEOUT)?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", target.token))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         authorization.set_sensitive(true);
-        Self {
+        Ok(Self {
             gzip: std::sync::atomic::AtomicBool::new(true),
             client,
             uri,
             authorization,
             timeout: connection.send_timeout() + connection.receive_timeout(),
-        }
+        })
     }
 
     /// Sends one batch and reads what the answer means. A `415` to a gzip body turns gzip
