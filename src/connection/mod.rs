@@ -51,6 +51,11 @@ pub use builder::ConnectionBuilder;
 pub(crate) use chain::find_in_chain;
 pub(crate) use client::{HttpClient, http_client};
 
+use crate::error::{Error, Result};
+
+/// The URL of [`Connection::from_env`] when `CLICKHOUSE_URL` is not set.
+const DEFAULT_URL: &str = "http://127.0.0.1:8123";
+
 /// Shows `<redacted>` for a secret.
 struct Redacted;
 
@@ -137,6 +142,46 @@ impl Connection {
         S: Into<String>,
     {
         ConnectionBuilder::new(urls.into_iter().map(Into::into).collect())
+    }
+
+    /// The connection the environment describes, as the examples read it:
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `CLICKHOUSE_URL` | the URL, or several of one cluster separated by commas (see [`builder`](Self::builder)) | `http://127.0.0.1:8123` |
+    /// | `CLICKHOUSE_USER` | the user ([`with_user`](ConnectionBuilder::with_user)) | the URL's, or none |
+    /// | `CLICKHOUSE_PASSWORD` | the password ([`with_password`](ConnectionBuilder::with_password)) | the URL's, or none |
+    ///
+    /// The trusted roots for `https://` are the platform's, with `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` as OpenSSL reads them (see the [module docs](self#tls)); every other
+    /// setting has its default.
+    ///
+    /// Fails as [`ConnectionBuilder::build`] does, and on a variable that is not UTF-8.
+    ///
+    /// ```no_run
+    /// # fn run() -> idp_analytics::Result<()> {
+    /// let connection = idp_analytics::Connection::from_env()?;
+    /// let analytics = idp_analytics::Analytics::builder_with(connection).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        let var = |name: &str| match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::Config(format!("{name} is not valid UTF-8")))
+            }
+        };
+        let url = var("CLICKHOUSE_URL")?.unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let mut builder = Self::builder(url);
+        if let Some(user) = var("CLICKHOUSE_USER")? {
+            builder = builder.with_user(user);
+        }
+        if let Some(password) = var("CLICKHOUSE_PASSWORD")? {
+            builder = builder.with_password(password);
+        }
+        builder.build()
     }
 
     /// A client for the first URL, with the user and password set. Clients share the
