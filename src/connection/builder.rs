@@ -56,6 +56,17 @@ impl fmt::Debug for ConnectionBuilder {
     }
 }
 
+struct TlsDebug<'a>(&'a ConnectionBuilder);
+
+impl fmt::Debug for TlsDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca", &self.0.ca)
+            .field("platform_roots", &self.0.platform_roots)
+            .finish()
+    }
+}
+
 struct RedactedUrls<'a>(&'a [String]);
 
 impl fmt::Debug for RedactedUrls<'_> {
@@ -79,6 +90,19 @@ impl ConnectionBuilder {
             receive_timeout: Duration::from_secs(30),
             nodelay: true,
         }
+    }
+
+    /// Settings without a ClickHouse URL, for the clients of other targets (a webhook):
+    /// their TLS roots and connect settings are read by
+    /// [`http_client`](super::http_client).
+    pub(crate) fn for_other_targets() -> Self {
+        Self::new(Vec::new())
+    }
+
+    /// The TLS and connect settings as `Debug` shows them, for a builder that keeps its
+    /// settings in a `ConnectionBuilder`.
+    pub(crate) fn tls_debug(&self) -> impl fmt::Debug + '_ {
+        TlsDebug(self)
     }
 
     /// Replaces the URLs, in order of preference.
