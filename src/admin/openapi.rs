@@ -37,6 +37,33 @@ use super::router::{self, Admin, ErrorBody};
 )]
 struct AdminApi;
 
+/// The answers every admin query may give besides its 200, listed once so that each
+/// endpoint's document names the same ones: they come from the guard and from
+/// [`router::Answer`]'s mapping of errors to statuses.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never made: it only describes the answers
+pub(super) enum QueryErrors<'a> {
+    /// A parameter is out of range or malformed.
+    #[response(status = 400)]
+    BadRequest(ErrorBody<'a>),
+    /// The guard refused the request.
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer`.")))]
+    Unauthorized(ErrorBody<'a>),
+    /// The query failed.
+    #[response(status = 500)]
+    Failed(ErrorBody<'a>),
+    #[response(
+        status = 503,
+        description = "The events table does not exist yet (a moment after the application \
+                       starts), or ClickHouse cannot be reached.",
+        headers(("Retry-After" = u32, description = "Seconds to wait: 1."))
+    )]
+    Unavailable(ErrorBody<'a>),
+    /// ClickHouse did not answer within the query timeout.
+    #[response(status = 504)]
+    TimedOut(ErrorBody<'a>),
+}
+
 struct Bearer;
 
 impl Modify for Bearer {

@@ -30,6 +30,8 @@ use crate::{
     usage::{Day, Days, InactiveCursor, KnownAccount, KnownAccounts, Period, Usage},
 };
 
+#[cfg(feature = "openapi")]
+use super::openapi;
 use super::page::page;
 
 type Guard = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
@@ -341,12 +343,7 @@ const INACTIVE_LIMIT: (u64, u64) = (10_000, 1000);
     responses(
         (status = 200, description = "The quiet accounts, with their last event.", body = [InactiveAccount],
             headers(("Link" = String, description = "The next page, `<?days=..&limit=..&after=..>; rel=\"next\"`, when there is one."))),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request.", body = ErrorBody),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
-        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
@@ -415,11 +412,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AccountPath {
     ),
     responses(
         (status = 200, description = "The findings: each account, its reason (silent, declining or neverActive), its explanation and the numbers behind it.", body = [Finding]),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request."),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts).", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
@@ -449,12 +442,7 @@ pub(super) async fn at_risk(State(admin): Shared, RawQuery(query): RawQuery) -> 
     ),
     responses(
         (status = 200, description = "The account's usage.", body = AccountUsage),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request.", body = ErrorBody),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
-        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
@@ -482,12 +470,7 @@ pub(super) async fn account_usage(
     ),
     responses(
         (status = 200, description = "Active accounts per period.", body = [ActiveAccounts]),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request.", body = ErrorBody),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
-        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
@@ -517,12 +500,7 @@ pub(super) async fn active(State(admin): Shared, RawQuery(query): RawQuery) -> A
     ),
     responses(
         (status = 200, description = "Event types, most events first.", body = [EventTypeCount]),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request.", body = ErrorBody),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
-        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
@@ -548,12 +526,7 @@ pub(super) async fn event_types(State(admin): Shared, RawQuery(query): RawQuery)
     ),
     responses(
         (status = 200, description = "Accounts, most events first.", body = [AccountActivity]),
-        (status = 400, description = "A parameter is out of range or malformed.", body = ErrorBody),
-        (status = 401, description = "The guard refused the request.", body = ErrorBody),
-        (status = 500, description = "The query failed.", body = ErrorBody),
-        (status = 503, description = "The events table does not exist yet (a moment after the application starts), or ClickHouse cannot be reached.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait: 1."))),
-        (status = 504, description = "ClickHouse did not answer within the query timeout.", body = ErrorBody),
+        openapi::QueryErrors,
     ),
     security(("bearer" = [])),
 ))]
