@@ -167,36 +167,37 @@ fn event_schema(settings: &Settings) -> Schema {
         .property("eventId", event_id)
         .property(
             "method",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(super::validate::MAX_METHOD_LEN))
-                .pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))
-                .description(Some(
-                    "For an event that stands for an HTTP request: its method. Absent: none.",
-                )),
+            or_null(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(super::validate::MAX_METHOD_LEN))
+                    .pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")),
+                "For an event that stands for an HTTP request: its method. Absent or null: \
+                 none.",
+            ),
         )
         .property(
             "status",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(999))
-                .description(Some(
-                    "For an event that stands for an HTTP request: the status it was \
-                     answered with; 0 when it had none. Absent: 0.",
-                )),
+            or_null(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(999)),
+                "For an event that stands for an HTTP request: the status it was answered \
+                 with; 0 when it had none. Absent or null: 0.",
+            ),
         )
         .property(
             "latencyUs",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(u64::MAX))
-                .description(Some(
-                    "For an event that stands for an HTTP request: how long it took, in \
-                     microseconds. Absent: 0.",
-                )),
+            or_null(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(u64::MAX)),
+                "For an event that stands for an HTTP request: how long it took, in \
+                 microseconds. Absent or null: 0.",
+            ),
         )
         .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
         .description(Some(
@@ -204,6 +205,14 @@ fn event_schema(settings: &Settings) -> Schema {
         ))
         .examples([serde_json::json!({"accountId": 1, "event": "search"})])
         .into()
+}
+
+/// `value` or `null`, which the reporter reads as the field's absence.
+fn or_null(value: ObjectBuilder, description: &str) -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(value)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(description))
 }
 
 /// One `POST` operation with every answer it can give.

@@ -482,6 +482,10 @@ mod tests {
             (e.method(), e.status(), e.latency_us()),
             ("PATCH", 204, 1500)
         );
+        // null is absence, as the published schema says.
+        let e = check(json!({"accountId": 1, "event": "x", "method": null, "status": null, "latencyUs": null}))
+            .unwrap();
+        assert_eq!((e.method(), e.status(), e.latency_us()), ("", 0, 0));
         assert!(
             problem(json!({"accountId": 1, "event": "x", "status": 1000}))
                 .starts_with("status must be")

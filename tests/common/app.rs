@@ -17,12 +17,20 @@ use tokio::{
 /// Builds the example `name` (nothing to do when `cargo test` has built it already) and
 /// returns the path of its binary.
 pub async fn build_example(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .args(["build", "--quiet", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .await
-        .unwrap();
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // `cargo test` sets these for the test, and `ring`'s build script tracks some of them
+    // (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`...): with them, this build would differ from
+    // the one made from a shell, and each would compile ring and all above it again.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_MANIFEST_") {
+            cargo.env_remove(&*key);
+        }
+    }
+    let status = cargo.status().await.unwrap();
     assert!(status.success(), "cargo build --example {name} failed");
     // target/debug/deps/<test>-<hash> → target/debug/examples/<name>
     let exe = std::env::current_exe().unwrap();
@@ -114,7 +122,20 @@ impl App {
 
     /// Sends a GET with an optional `Authorization` value, and returns the status and body.
     pub async fn get(&self, path: &str, authorization: Option<&str>) -> (StatusCode, String) {
-        let mut request = Request::get(format!("{}{path}", self.base));
+        self.request(Method::GET, path, authorization).await
+    }
+
+    /// Sends a request without a body, with an optional `Authorization` value, and returns
+    /// the status and body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
         if let Some(value) = authorization {
             request = request.header("authorization", value);
         }
