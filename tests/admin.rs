@@ -181,8 +181,9 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
     );
     assert_eq!(get_json(&app, "/admin/analytics/inactive").await, quiet);
 
-    // At risk: 3 (daily, now silent 8 days), 5 (one event 12 days ago, judged by the fixed
-    // week) and 50 (never active); not 4 (one event 6 days ago), 2 (every other day) or 1.
+    // At risk: 3 (daily, now silent 8 days), 4 and 5 (one event 6 and 12 days ago, judged
+    // by the rhythm of the accounts that have one: the median is active every day) and 50
+    // (never active); not 2 (every other day) or 1.
     let risk = get_json(&app, "/admin/analytics/at-risk").await;
     let risk = risk.as_array().unwrap();
     let mut ids: Vec<u64> = risk
@@ -192,7 +193,7 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
     let scores: Vec<f64> = risk.iter().map(|f| f["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{risk:?}");
     ids.sort_unstable();
-    assert_eq!(ids, [3, 5, 50], "{risk:?}");
+    assert_eq!(ids, [3, 4, 5, 50], "{risk:?}");
     let find = |id: u64| risk.iter().find(|f| f["accountId"] == id).unwrap();
     let three = find(3);
     assert_eq!(three["reason"], "silent");
@@ -207,7 +208,16 @@ async fn admin_json_endpoints_answer_and_are_guarded() {
         "{three}"
     );
     assert_eq!(find(5)["reason"], "silent");
-    assert_eq!(find(5)["basis"], "fixed");
+    assert_eq!(find(5)["basis"], "population");
+    assert_eq!(find(5)["usualPeriodDays"], 1);
+    assert!(
+        find(4)["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 active day in 90 days, too few for a rhythm of its own"),
+        "{}",
+        find(4)
+    );
     assert_eq!(find(50)["reason"], "neverActive");
     assert_eq!(find(50)["lastSeen"], serde_json::Value::Null);
     let one = get_json(&app, "/admin/analytics/at-risk?limit=1").await;
@@ -665,7 +675,7 @@ async fn admin_page_renders_in_headless_chromium() {
         })
         .collect();
     rows.sort_unstable();
-    assert_eq!(rows, ["3", "5", "50"], "{risk}");
+    assert_eq!(rows, ["3", "4", "5", "50"], "{risk}");
     assert!(
         risk.contains("usually active every day; silent 8 days"),
         "{risk}"
@@ -674,8 +684,8 @@ async fn admin_page_renders_in_headless_chromium() {
         risk.contains("signed up 20 days ago and never active"),
         "{risk}"
     );
-    assert_eq!(risk.matches("class=\"baseline-chart\"").count(), 3);
-    assert_eq!(risk.matches("class=\"base\"").count(), 3);
+    assert_eq!(risk.matches("class=\"baseline-chart\"").count(), 4);
+    assert_eq!(risk.matches("class=\"base\"").count(), 4);
     // Markup in an event type is shown, not run.
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt;"));
     assert!(!dom.contains("<script"));

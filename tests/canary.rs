@@ -548,6 +548,53 @@ async fn canary_watch_posts_to_a_webhook() {
     assert_eq!(server.requests.lock().unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn canary_daily_digest_posts_to_a_webhook() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(
+        &schema,
+        vec![
+            common::event_at(8, "search", now - 8 * DAY),
+            common::event_at(9, "search", now - 9 * DAY),
+        ],
+    )
+    .await;
+    let server = hook(vec![200]).await;
+    let server_now: u32 = common::client()
+        .query("SELECT toUInt32(now())")
+        .fetch_one()
+        .await
+        .unwrap();
+    // Today's digest moment was a minute ago by the server's clock.
+    let at = Duration::from_secs(u64::from((server_now - 60) % 86_400));
+    let watch = InactivityWatch::builder(
+        Usage::new(common::client(), schema.clone()),
+        |_: Notification| async { Err::<(), _>(std::io::Error::other("not used")) },
+    )
+    .with_settle_delay(Duration::from_millis(100))
+    .with_daily_digest(at, webhook(&server.url, 2))
+    .build()
+    .unwrap();
+    let report = watch.check().await.unwrap();
+    assert_eq!(report.delivered.len(), 2);
+    let requests = server.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one POST for the day");
+    let json: serde_json::Value = serde_json::from_str(&requests[0].1).unwrap();
+    assert_eq!(json["inactive"], 2);
+    assert_eq!(json["notifications"][0]["accountId"], 8);
+    assert_eq!(json["notifications"][1]["accountId"], 9);
+    // Another account goes quiet: it waits for tomorrow's digest.
+    common::write(
+        &schema,
+        vec![common::event_at(10, "search", now - 10 * DAY)],
+    )
+    .await;
+    let report = watch.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (0, 1));
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+}
+
 /// A watch whose check is stuck on a ClickHouse that accepts and never answers still stops
 /// when asked, so that a shutdown goes on to flush the writer.
 #[tokio::test]

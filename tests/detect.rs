@@ -155,8 +155,11 @@ async fn detect_crafted_histories_against_their_own_rhythm() {
 
     let one_shot = found[&ONE_SHOT];
     assert_eq!(one_shot.reason, Reason::Silent);
-    assert_eq!(one_shot.basis, Some(Basis::Fixed));
+    // Judged by the population's rhythm: the median account here is active every day.
+    assert_eq!(one_shot.basis, Some(Basis::Population));
     assert_eq!(one_shot.silent_days, Some(39));
+    assert_eq!(one_shot.usual_period_days, Some(1));
+    assert_eq!(one_shot.limit_days, Some(3));
     assert!(
         one_shot.explanation.contains("too few for a rhythm"),
         "{one_shot:?}"
@@ -274,6 +277,96 @@ async fn detect_steps_through_time() {
     );
 }
 
+const NEW_TRIAL: u64 = 20;
+const NEW_SLOW: u64 = 21;
+
+#[tokio::test]
+async fn detect_little_history_by_the_population() {
+    let schema = prepare_database!().await;
+    let known = histories(&schema).await;
+    let d = monday();
+    common::write(
+        &schema,
+        vec![
+            // A trial: Monday and Tuesday last week, then nothing.
+            on(NEW_TRIAL, d.sub_days(7), 10),
+            on(NEW_TRIAL, d.sub_days(6), 12),
+            // A slow new account: a Tuesday, and 20 days later a Friday.
+            on(NEW_SLOW, d.sub_days(30), 10),
+            on(NEW_SLOW, d.sub_days(10), 10),
+        ],
+    )
+    .await;
+    let usage = Usage::new(common::client(), schema.clone());
+
+    // The population: the steady accounts (every day, weekdays, every other day) and the
+    // crafted ones with at least 3 active days; the median is active every day of its basis.
+    let detector = Detector::default();
+    let prior = detector.prior(&usage, at()).await.unwrap().unwrap();
+    assert_eq!(prior.period_days, 1);
+    assert_eq!(prior.accounts, STEADY_COUNT + 5);
+    assert_eq!(prior.sampled_one_in, 1);
+    // Measured on a sample of about a thousand accounts, the same median.
+    let sampled = Detector::default()
+        .with_chunk_accounts(1_000)
+        .prior(&usage, at())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sampled.period_days, 1);
+    assert!(sampled.sampled_one_in > 1);
+    assert!(
+        (500..2_000).contains(&sampled.accounts),
+        "{} accounts sampled",
+        sampled.accounts
+    );
+    // The slowest third of the accounts is active every other day.
+    let slow = Detector::default()
+        .with_prior_quantile(Some(0.9))
+        .prior(&usage, at())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(slow.period_days, 2);
+
+    let findings = detector.detect(&usage, at(), &known).await.unwrap();
+    let found = by_account(&findings);
+    let trial = found[&NEW_TRIAL];
+    assert_eq!(trial.reason, Reason::Silent);
+    assert_eq!(trial.basis, Some(Basis::Population));
+    assert_eq!(trial.silent_days, Some(5));
+    assert_eq!(trial.usual_period_days, Some(1));
+    assert_eq!(trial.limit_days, Some(3));
+    assert_eq!(
+        trial.explanation,
+        "2 active days in 90 days, too few for a rhythm of its own; the usual account here \
+         is active every weekday; silent 5 days; its longest gap in 90 days was 0 weekdays"
+    );
+    // Its own 20-day gap makes the slow account's period longer than the population's.
+    assert!(!found.contains_key(&NEW_SLOW), "{findings:#?}");
+
+    // Without the prior, the fixed week judges them: the slow account, silent 9 days, is
+    // flagged; the trial, silent 5, not yet.
+    let fixed = Detector::default()
+        .with_prior_quantile(None)
+        .detect(&usage, at(), &known)
+        .await
+        .unwrap();
+    let found = by_account(&fixed);
+    assert!(!found.contains_key(&NEW_TRIAL), "{fixed:#?}");
+    for id in [NEW_SLOW, ONE_SHOT] {
+        assert_eq!(found[&id].basis, Some(Basis::Fixed), "{:?}", found[&id]);
+    }
+    // Judged three days earlier, on the trial's third silent weekday (Friday), it was
+    // flagged then too; on Thursday, not yet.
+    let friday = d.sub_days(3).start() + 9 * HOUR;
+    let thursday = d.sub_days(4).start() + 9 * HOUR;
+    let on_friday = detector.detect(&usage, friday, &known).await.unwrap();
+    assert!(by_account(&on_friday).contains_key(&NEW_TRIAL));
+    let on_thursday = detector.detect(&usage, thursday, &known).await.unwrap();
+    assert!(!by_account(&on_thursday).contains_key(&NEW_TRIAL));
+}
+
 #[tokio::test]
 async fn detect_refuses_bad_parameters() {
     let schema = prepare_database!().await;
@@ -285,6 +378,8 @@ async fn detect_refuses_bad_parameters() {
         Detector::default().with_decline_ratio(1.5),
         Detector::default().with_history_days(20),
         Detector::default().with_fixed_threshold(Duration::ZERO),
+        Detector::default().with_prior_quantile(Some(0.0)),
+        Detector::default().with_prior_quantile(Some(1.5)),
     ] {
         let err = bad.detect(&usage, at(), &[]).await.unwrap_err();
         assert!(matches!(err, idp_analytics::Error::Config(_)), "{err}");

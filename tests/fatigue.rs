@@ -93,15 +93,32 @@ async fn fatigue_detector_watch_notifies_once() {
             .unwrap()
     };
 
-    // Two instances at once: the daily account silent 3 days, told once. The fixed week
-    // would not have said anything yet; the one-event account is not silent by it either.
+    // Two instances at once: the daily account silent 3 days, told once, and the
+    // one-event account, silent 5 days, judged by the others' daily rhythm. The fixed week
+    // would not have said anything yet.
     let (a, b) = (watch(), watch());
     let (ra, rb) = tokio::join!(a.check(), b.check());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.delivered.len() + rb.delivered.len(), 1);
+    assert_eq!(ra.delivered.len() + rb.delivered.len(), 2);
     let got = inbox.take();
-    assert_eq!(ids(&got), [(1, NotificationKind::Inactive)]);
-    let n = &got[0];
+    assert_eq!(
+        ids(&got),
+        [
+            (1, NotificationKind::Inactive),
+            (3, NotificationKind::Inactive)
+        ]
+    );
+    let one_shot = got.iter().find(|n| n.account_id == 3).unwrap();
+    // Every day, or every weekday when its one day was a weekday.
+    let why = one_shot.explanation.as_deref().unwrap();
+    assert!(
+        why.starts_with(
+            "1 active day in 90 days, too few for a rhythm of its own; \
+             the usual account here is active every "
+        ) && why.contains("; silent 5 days;"),
+        "{one_shot:?}"
+    );
+    let n = got.iter().find(|n| n.account_id == 1).unwrap();
     assert_eq!(n.threshold, 7 * DAY);
     assert_eq!(
         n.explanation.as_deref(),
@@ -296,4 +313,123 @@ async fn fatigue_a_flood_becomes_one_digest() {
     assert_eq!(watch().check().await.unwrap().delivered.len(), 2);
     assert_eq!(inbox.take().len(), 2);
     assert!(inbox.take_digests().is_empty());
+}
+
+/// The ClickHouse server's clock, which a digest schedule follows.
+async fn server_now() -> u32 {
+    common::client()
+        .query("SELECT toUInt32(now())")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fatigue_a_scheduled_digest_waits_for_its_moment() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    let quiet = |accounts: std::ops::RangeInclusive<u64>| {
+        accounts
+            .map(|a| common::event_at(a, "search", now - 10 * DAY - a as u32 * HOUR))
+            .collect::<Vec<_>>()
+    };
+    common::write(&schema, quiet(1..=3)).await;
+    let inbox = Inbox::default();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Hourly digests; the latest digest moment `ago` seconds before the server's now.
+    let watch = |ago: u32, server_now: u32| {
+        let (inbox, fail) = (inbox.clone(), fail.clone());
+        let offset = Duration::from_secs(u64::from((server_now - ago) % 3_600));
+        inbox
+            .watch(&schema)
+            .with_periodic_digest(HOUR, offset, move |d: Digest| {
+                let failing = fail.load(std::sync::atomic::Ordering::SeqCst);
+                if !failing {
+                    inbox.digests.lock().unwrap().push(d);
+                }
+                async move {
+                    if failing {
+                        Err(std::io::Error::other("the digest's endpoint is down"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let logged = |accounts: &'static str| {
+        let sql = format!(
+            "SELECT count() FROM {} WHERE account_id IN ({accounts})",
+            schema.qualified(&schema.watch_table())
+        );
+        async move {
+            common::client()
+                .query(&sql)
+                .fetch_one::<u64>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // The digest moment was 10 minutes ago, and none has been sent since: due. It fails,
+    // so each of its notifications is failed, and the next check sends it again.
+    let first = watch(600, server_now().await);
+    let report = first.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.failed.len()), (0, 3));
+    assert!(inbox.take_digests().is_empty() && inbox.take().is_empty());
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = first.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (3, 0));
+    let digests = inbox.take_digests();
+    assert_eq!(digests.len(), 1);
+    let accounts: Vec<u64> = digests[0]
+        .notifications
+        .iter()
+        .map(|n| n.account_id)
+        .collect();
+    assert_eq!(accounts, [1, 2, 3]);
+    assert!(inbox.take().is_empty(), "no single notification");
+
+    // Two more accounts go quiet: they wait for the next digest moment, and nothing is
+    // recorded for them, by this instance or by a new one after a restart.
+    common::write(&schema, quiet(4..=5)).await;
+    let report = first.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (0, 2));
+    drop(first);
+    let restarted = watch(600, server_now().await);
+    let report = restarted.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (0, 2));
+    assert!(inbox.take_digests().is_empty());
+    assert_eq!(logged("4, 5").await, 0);
+
+    // The next digest moment (the schedule's moment a second ago, after the first digest
+    // was delivered): one digest of the two, and the first three are not sent again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let next = watch(1, server_now().await);
+    let report = next.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (2, 0));
+    let digests = inbox.take_digests();
+    assert_eq!(digests.len(), 1);
+    assert_eq!(
+        digests[0]
+            .notifications
+            .iter()
+            .map(|n| n.account_id)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    let report = next.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.waiting), (0, 0));
+    assert!(inbox.take_digests().is_empty());
+
+    // A schedule whose offset is not shorter than its period is refused.
+    let err = inbox
+        .watch(&schema)
+        .with_periodic_digest(HOUR, HOUR, |_: Digest| async {
+            Ok::<(), std::io::Error>(())
+        })
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, idp_analytics::Error::Config(_)), "{err}");
 }

@@ -90,6 +90,7 @@ async fn spool_connection_refused_mid_run_longer_than_the_queue() {
     let mut accepted = 0;
     // Bursts of 100 with a pause between them: the queue (200) smooths them.
     for _ in 0..3 {
+        wait(&analytics, "room in the queue", |s| s.queued <= 100).await;
         for event in events(100, "search") {
             analytics.try_record(event).unwrap();
             accepted += 1;
@@ -98,8 +99,10 @@ async fn spool_connection_refused_mid_run_longer_than_the_queue() {
     }
     wait(&analytics, "the first events", |s| s.written == 300).await;
     proxy.set(Mode::Down);
-    // 1 500 events during the outage: seven times what the queue holds.
+    // 1 500 events during the outage: seven times what the queue holds. Each burst waits
+    // for room in the queue, however slow the machine: the spool must make it.
     for _ in 0..15 {
+        wait(&analytics, "room in the queue", |s| s.queued <= 100).await;
         for event in events(100, "search") {
             analytics.try_record(event).unwrap();
             accepted += 1;
@@ -107,6 +110,7 @@ async fn spool_connection_refused_mid_run_longer_than_the_queue() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     proxy.set(Mode::Forward);
+    wait(&analytics, "room in the queue", |s| s.queued <= 100).await;
     for event in events(100, "after") {
         analytics.try_record(event).unwrap();
         accepted += 1;

@@ -7,11 +7,14 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::future::BoxFuture;
-use idp_analytics::{canary::Detector as Rule, usage::Usage};
+use idp_analytics::{
+    canary::Detector as Rule,
+    usage::{RhythmWindow, Usage},
+};
 use tokio::sync::Mutex;
 
 /// One detector under test.
@@ -99,59 +102,143 @@ impl Detector for Fixed {
 }
 
 /// The crate's adaptive detector ([`idp_analytics::canary::Detector`]): silent against the
-/// account's own rhythm, or declining against its own baseline.
+/// account's own rhythm (or the population's, with too little history), or declining
+/// against its own baseline.
+///
+/// The variants made by one [`CanaryFamily`] share the day's two queries, the population's
+/// rhythm ([`Rule::prior`]) and every account's rhythm ([`Usage::rhythms`]), and each
+/// judges the rows with [`Rule::judge`]: exactly what [`Rule::detect`] does, once per
+/// evaluation time instead of once per variant.
 pub(crate) struct Canary {
-    usage: Usage,
-    rule: Rule,
-    name: String,
+    family: Arc<CanaryFamily>,
+    index: usize,
 }
 
-impl Canary {
-    /// The detector `rule`, named `name` in the table.
-    pub(crate) fn new(usage: &Usage, name: &str, rule: Rule) -> Self {
-        Self {
+/// The flags of every variant at an evaluation time.
+type Judged = (SystemTime, Vec<Vec<u64>>);
+
+/// The shared queries of a set of adaptive variants, which differ only in what
+/// [`Rule::judge`] reads (gap factor, floor, fallback), not in their windows.
+pub(crate) struct CanaryFamily {
+    usage: Usage,
+    rules: Vec<(String, String, Rule)>,
+    memo: Mutex<Option<Judged>>,
+    /// Time spent in the prior's and the rhythms' queries, and evaluation times.
+    spent: Mutex<(Duration, Duration, u32)>,
+}
+
+impl CanaryFamily {
+    /// The variants `rules` (name, family, rule), answered from `usage`.
+    pub(crate) fn detectors(usage: &Usage, rules: Vec<(String, String, Rule)>) -> Vec<Canary> {
+        let n = rules.len();
+        let family = Arc::new(Self {
             usage: usage.clone(),
-            rule,
-            name: name.into(),
+            rules,
+            memo: Mutex::new(None),
+            spent: Mutex::new((Duration::ZERO, Duration::ZERO, 0)),
+        });
+        (0..n)
+            .map(|index| Canary {
+                family: family.clone(),
+                index,
+            })
+            .collect()
+    }
+
+    async fn judge_all(&self, now: SystemTime) -> idp_analytics::Result<Vec<Vec<u64>>> {
+        let started = Instant::now();
+        // Every variant with a prior uses the default's quantile: one query.
+        let with_prior = self.rules.iter().find(|(_, _, r)| r.is_adaptive());
+        let prior = match with_prior {
+            Some((_, _, rule)) => rule.prior(&self.usage, now).await?,
+            None => None,
+        };
+        let prior_time = started.elapsed();
+        let started = Instant::now();
+        let mut out = vec![Vec::new(); self.rules.len()];
+        let mut rhythms = self.usage.rhythms(RhythmWindow::at(now)).await?;
+        while let Some(rhythm) = rhythms.next().await? {
+            for (i, (_, _, rule)) in self.rules.iter().enumerate() {
+                if rule.judge(&rhythm, prior.as_ref(), now).is_some() {
+                    out[i].push(rhythm.account_id);
+                }
+            }
         }
+        let rhythms_time = started.elapsed();
+        let mut spent = self.spent.lock().await;
+        spent.0 += prior_time;
+        spent.1 += rhythms_time;
+        spent.2 += 1;
+        if spent.2 % 100 == 0 {
+            eprintln!(
+                "replay: {} evaluations, on average {:.0} ms for the prior, {:.0} ms for the \
+                 rhythms (the last: prior {} over {} accounts, {:.0} + {:.0} ms)",
+                spent.2,
+                spent.0.as_secs_f64() * 1e3 / f64::from(spent.2),
+                spent.1.as_secs_f64() * 1e3 / f64::from(spent.2),
+                prior.map_or(0, |p| p.period_days),
+                prior.map_or(0, |p| p.accounts),
+                prior_time.as_secs_f64() * 1e3,
+                rhythms_time.as_secs_f64() * 1e3,
+            );
+        }
+        Ok(out)
     }
 }
 
 impl Detector for Canary {
     fn name(&self) -> String {
-        self.name.clone()
+        self.family.rules[self.index].0.clone()
     }
 
     fn family(&self) -> String {
-        "canary".into()
+        self.family.rules[self.index].1.clone()
     }
 
     fn flagged(&self, now: SystemTime) -> BoxFuture<'_, idp_analytics::Result<Vec<u64>>> {
         Box::pin(async move {
-            let findings = self.rule.detect(&self.usage, now, &[]).await?;
-            Ok(findings.into_iter().map(|f| f.account_id).collect())
+            let family = &*self.family;
+            let mut memo = family.memo.lock().await;
+            if memo.as_ref().is_none_or(|(at, _)| *at != now) {
+                *memo = Some((now, family.judge_all(now).await?));
+            }
+            Ok(memo.as_ref().expect("just set").1[self.index].clone())
         })
     }
 }
 
-/// The adaptive detectors every run measures: the default, and the default with other gap
-/// factors (how many times its usual longest gap an account must be silent), for the
-/// false-alarm budget table. `REPLAY_CANARY_FACTORS` (comma-separated) replaces the
-/// variants; empty runs the default only; `REPLAY_CANARY=off` runs none.
-pub(crate) fn canary_variants() -> Vec<(String, Rule)> {
+/// The adaptive detectors every run measures: the default; the default with other gap
+/// factors (how many times its usual period an account must be silent), for the
+/// false-alarm budget table; and, as the family `canary-fixed-fallback`, the default and
+/// its gap factors with the fixed threshold instead of the population's rhythm for
+/// accounts with too little history. `REPLAY_CANARY_FACTORS` (comma-separated) replaces
+/// the factors; empty runs the defaults only; `REPLAY_CANARY=off` runs none.
+pub(crate) fn canary_variants() -> Vec<(String, String, Rule)> {
     if std::env::var("REPLAY_CANARY").is_ok_and(|v| v == "off") {
         return Vec::new();
     }
-    let mut out = vec![("canary".to_owned(), Rule::default())];
-    let factors = std::env::var("REPLAY_CANARY_FACTORS").unwrap_or_else(|_| "1.5,3,4".into());
-    for factor in factors
+    let factors =
+        std::env::var("REPLAY_CANARY_FACTORS").unwrap_or_else(|_| "1,1.5,2.5,3,4,5,6,8".into());
+    let factors: Vec<f64> = factors
         .split(',')
         .filter_map(|f| f.trim().parse::<f64>().ok())
-    {
-        out.push((
-            format!("canary-x{factor}"),
-            Rule::default().with_gap_factor(factor),
-        ));
+        .collect();
+    let mut out = Vec::new();
+    for (family, rule) in [
+        ("canary", Rule::default()),
+        (
+            "canary-fixed-fallback",
+            Rule::default().with_prior_quantile(None),
+        ),
+    ] {
+        out.push((family.to_owned(), family.to_owned(), rule.clone()));
+        for &factor in &factors {
+            out.push((
+                format!("{family}-x{factor}"),
+                family.to_owned(),
+                rule.clone().with_gap_factor(factor),
+            ));
+        }
     }
     out
 }
@@ -165,8 +252,8 @@ pub(crate) fn detectors(usage: &Usage) -> Vec<Box<dyn Detector>> {
     for fixed in FixedFamily::detectors(usage, &FIXED_DAYS) {
         all.push(Box::new(fixed));
     }
-    for (name, rule) in canary_variants() {
-        all.push(Box::new(Canary::new(usage, &name, rule)));
+    for canary in CanaryFamily::detectors(usage, canary_variants()) {
+        all.push(Box::new(canary));
     }
     all
 }

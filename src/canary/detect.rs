@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     error::{Error, Result},
-    usage::{KnownAccount, Rhythm, RhythmWindow, Usage},
+    usage::{KnownAccount, Prior, Rhythm, RhythmWindow, Usage},
 };
 
 const DAY: u64 = 86_400;
@@ -40,6 +40,9 @@ pub enum Basis {
     EveryDay,
     /// Its gaps between active days, in weekdays: it is seldom active at weekends.
     Weekdays,
+    /// Too little history of its own: the usual period of the accounts that have a rhythm
+    /// (or its own longest gap, when longer), in the days of its basis.
+    Population,
     /// The fixed threshold: too little history for a rhythm, or a fixed detector.
     Fixed,
 }
@@ -124,9 +127,17 @@ impl Finding {
 /// active day reach [`gap_factor`](Self::with_gap_factor) × its period, and at least the
 /// [floor](Self::with_floor_days). An account seldom active at weekends (at most
 /// [`weekend_share`](Self::with_weekend_share) of its active days) counts its gaps and
-/// its silence in weekdays, so a weekend is no silence. An account with fewer than
-/// [`min_active_days`](Self::with_min_active_days) in its history is judged by the
-/// [fixed threshold](Self::with_fixed_threshold).
+/// its silence in weekdays, so a weekend is no silence.
+///
+/// **Too little history.** An account with fewer than
+/// [`min_active_days`](Self::with_min_active_days) in its history (a new account, a one-shot
+/// trial, an account whose activity is older than the history) has no rhythm of its own. It
+/// is judged by the population's instead, an empirical-Bayes fallback: its period is the
+/// median period of the accounts that have a rhythm (the
+/// [prior quantile](Self::with_prior_quantile), measured in ClickHouse at each check by
+/// [`Usage::rhythm_prior`]), or its own longest gap plus one when that is longer, and the
+/// same gap factor and floor apply. Without a prior (none configured, or no account with a
+/// rhythm yet), the [fixed threshold](Self::with_fixed_threshold) judges it.
 ///
 /// **Declining.** An account active in the recent window, with at least
 /// [`min_baseline_events`](Self::with_min_baseline_events) on at least
@@ -150,6 +161,7 @@ pub struct Detector {
     gap_factor: f64,
     floor_days: u32,
     min_active_days: u32,
+    prior_quantile: Option<f64>,
     weekend_share: f64,
     decline_ratio: f64,
     min_baseline_events: u64,
@@ -169,6 +181,7 @@ impl Default for Detector {
             gap_factor: 2.0,
             floor_days: 3,
             min_active_days: 3,
+            prior_quantile: Some(0.5),
             weekend_share: 0.05,
             decline_ratio: 0.25,
             min_baseline_events: 20,
@@ -241,6 +254,21 @@ impl Detector {
         self
     }
 
+    /// How an account with fewer than [`min_active_days`](Self::with_min_active_days) is
+    /// judged: `Some(q)` by the population's rhythm, `None` by the fixed threshold.
+    ///
+    /// With `Some(q)`, its period is the `q` quantile of the periods of the accounts that
+    /// have a rhythm of their own (0.5: the median account's; see
+    /// [`Usage::rhythm_prior`]), or its own longest gap plus one when that is longer, and it
+    /// is judged like any account: silent at [`gap_factor`](Self::with_gap_factor) × that
+    /// period, and at least the [floor](Self::with_floor_days), in the days of its basis.
+    /// While no account has a rhythm, the fixed threshold judges. `q` must be in (0, 1].
+    /// Default: `Some(0.5)`.
+    pub fn with_prior_quantile(mut self, quantile: Option<f64>) -> Self {
+        self.prior_quantile = quantile;
+        self
+    }
+
     /// The largest share of weekend days among an account's active days for it to be
     /// judged in weekdays. Default: 0.05.
     pub fn with_weekend_share(mut self, share: f64) -> Self {
@@ -301,6 +329,11 @@ impl Detector {
         if !(0.0..=1.0).contains(&self.weekend_share) {
             return bad("the weekend share must be in [0, 1]");
         }
+        if let Some(q) = self.prior_quantile
+            && !(q > 0.0 && q <= 1.0)
+        {
+            return bad("the prior quantile must be in (0, 1]");
+        }
         if !(self.decline_ratio.is_finite() && (0.0..1.0).contains(&self.decline_ratio)) {
             return bad("the decline ratio must be in [0, 1)");
         }
@@ -331,13 +364,14 @@ impl Detector {
             .map(|k| (k.account_id, (k.signed_up, false)))
             .collect();
         let mut findings = Vec::new();
+        let prior = self.prior(usage, at).await?;
         let mut rhythms = usage.rhythms(self.window(at)).await?;
         while let Some(rhythm) = rhythms.next().await? {
             let known = signed_up.get_mut(&rhythm.account_id).map(|(time, seen)| {
                 *seen = true;
                 *time
             });
-            if let Some(mut finding) = self.judge(&rhythm, at) {
+            if let Some(mut finding) = self.judge(&rhythm, prior.as_ref(), at) {
                 finding.signed_up = known;
                 findings.push(finding);
             }
@@ -372,11 +406,34 @@ impl Detector {
         Ok(findings)
     }
 
-    /// Judges one account's rhythm at `at`: silent first, then declining.
-    pub fn judge(&self, r: &Rhythm, at: SystemTime) -> Option<Finding> {
+    /// The population's rhythm at `at`, which judges the accounts with too little history
+    /// of their own: `None` for a fixed detector, without a
+    /// [prior quantile](Self::with_prior_quantile), or while no account has a rhythm.
+    pub async fn prior(&self, usage: &Usage, at: SystemTime) -> Result<Option<Prior>> {
+        self.check()?;
+        let Some(quantile) = self.prior_quantile.filter(|_| self.adaptive) else {
+            return Ok(None);
+        };
+        let prior = usage
+            .rhythm_prior(
+                self.window(at),
+                self.min_active_days,
+                self.weekend_share,
+                quantile,
+            )
+            .await?;
+        Ok((prior.accounts > 0).then_some(prior))
+    }
+
+    /// Judges one account's rhythm at `at`: silent first, then declining. `prior` (from
+    /// [`prior`](Self::prior)) judges an account with too little history of its own; without
+    /// it, the fixed threshold does.
+    pub fn judge(&self, r: &Rhythm, prior: Option<&Prior>, at: SystemTime) -> Option<Finding> {
         let silence = at.duration_since(r.last_seen).unwrap_or_default();
         let silent_days = silence.as_secs() / DAY;
-        if !self.adaptive || r.active_days < self.min_active_days {
+        let few = r.active_days < self.min_active_days;
+        let prior = prior.filter(|p| p.period_days > 0 && self.prior_quantile.is_some());
+        if !self.adaptive || (few && prior.is_none()) {
             if silence < self.fixed {
                 return None;
             }
@@ -413,15 +470,39 @@ impl Detector {
         } else {
             (r.calendar, Basis::EveryDay, "day")
         };
-        let period = gaps.quantile + 1;
+        let period = match prior {
+            Some(p) if few => p.period_days.max(gaps.longest + 1),
+            _ => gaps.quantile + 1,
+        };
         let limit = ((self.gap_factor * f64::from(period)).ceil() as u32).max(self.floor_days);
         // Days since the last active day, today included.
         let since = gaps.current + 1;
         if since >= limit {
-            let usual = if period == 1 {
-                format!("usually active every {unit}")
-            } else {
-                format!("usually active every {period} {unit}s")
+            let every = |period: u32| {
+                if period == 1 {
+                    format!("every {unit}")
+                } else {
+                    format!("every {period} {unit}s")
+                }
+            };
+            let (usual, basis) = match prior {
+                Some(p) if few => (
+                    format!(
+                        "{} active {} in {} days, too few for a rhythm of its own; \
+                         the usual account here is active {}{}",
+                        r.active_days,
+                        plural(r.active_days.into(), "day", "days"),
+                        self.history_days,
+                        every(p.period_days),
+                        if period > p.period_days {
+                            format!(", and its own longest gap was {}", gaps.longest)
+                        } else {
+                            String::new()
+                        },
+                    ),
+                    Basis::Population,
+                ),
+                _ => (format!("usually active {}", every(period)), basis),
             };
             let mut f = Finding::new(
                 r.account_id,

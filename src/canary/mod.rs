@@ -5,7 +5,8 @@
 //!
 //! A [`Detector`] finds, at any evaluation time, the accounts at risk and why
 //! ([`Finding`], [`Reason`]): *silent* far longer than the account's own rhythm (weekday-aware,
-//! with a floor, and the fixed threshold for accounts with too little history), *declining*
+//! with a floor; an account with too little history is judged by the usual rhythm of the
+//! accounts that have one, or by the fixed threshold), *declining*
 //! far below its own baseline, or *never active*. Everything is summed up in ClickHouse from
 //! the daily rollup ([`Usage::rhythms`](crate::usage::Usage::rhythms)); only one row per
 //! account is streamed, and only findings are kept. [`Detector::fixed`] is the plain
@@ -93,7 +94,9 @@
 //!
 //! The first check of a new watch notifies every account that is quiet at that moment; with
 //! a [digest](WatchBuilder::with_digest), a check that would deliver more than its limit
-//! sends one [`Digest`] instead. [`with_detector`](WatchBuilder::with_detector) judges
+//! sends one [`Digest`] instead; with a [daily digest](WatchBuilder::with_daily_digest),
+//! every delivery is one digest a day, and what waits for it is not recorded until it is
+//! sent. [`with_detector`](WatchBuilder::with_detector) judges
 //! accounts by a [`Detector`] instead of the fixed threshold;
 //! [`with_min_interval`](WatchBuilder::with_min_interval) allows at most one notification
 //! per account per interval, and [`with_recovery`](WatchBuilder::with_recovery) makes an

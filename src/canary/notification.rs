@@ -65,7 +65,8 @@ pub struct Notification {
 }
 
 /// Many notifications in one message: what a check found when it found more than the
-/// watch's [flood limit](super::WatchBuilder::with_digest). As JSON:
+/// watch's [flood limit](super::WatchBuilder::with_digest), or what waited for a
+/// [scheduled digest](super::WatchBuilder::with_daily_digest). As JSON:
 /// `{"watch", "detectedAt", "inactive": n, "active": n, "text", "notifications": [...]}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -50,6 +50,7 @@ struct Inner {
     detector: Option<Detector>,
     fatigue: Fatigue,
     digest: Option<(usize, Arc<dyn DigestNotifier>)>,
+    schedule: Option<Schedule>,
     /// This watch's claims carry it.
     instance: Uuid,
     prepared: tokio::sync::OnceCell<()>,
@@ -87,6 +88,31 @@ pub struct WatchBuilder {
     detector: Option<Detector>,
     fatigue: Fatigue,
     digest: Option<(usize, Arc<dyn DigestNotifier>)>,
+    schedule: Option<Schedule>,
+}
+
+/// When a watch with a digest schedule sends its digest, and through what.
+#[derive(Clone)]
+struct Schedule {
+    period: Duration,
+    offset: Duration,
+    notifier: Arc<dyn DigestNotifier>,
+}
+
+impl Schedule {
+    /// The latest digest moment at or before `now` (Unix seconds): the latest
+    /// `k × period + offset`.
+    fn latest(&self, now: u32) -> u64 {
+        let (period, offset, now) = (
+            self.period.as_secs().max(1),
+            self.offset.as_secs(),
+            u64::from(now),
+        );
+        if now < offset {
+            return 0;
+        }
+        now - (now - offset) % period
+    }
 }
 
 impl fmt::Debug for WatchBuilder {
@@ -204,6 +230,44 @@ impl WatchBuilder {
         self
     }
 
+    /// Send one [`Digest`] a day instead of each notification: the transitions found
+    /// since the last digest wait, and the first check after `at` past midnight (UTC) each
+    /// day sends them all through `notifier`, as one digest. The same as
+    /// [`with_periodic_digest`](Self::with_periodic_digest) with a period of a day. Default:
+    /// none; every notification goes out at the check that finds it.
+    pub fn with_daily_digest(self, at: Duration, notifier: impl DigestNotifier) -> Self {
+        self.with_periodic_digest(Duration::from_secs(86_400), at, notifier)
+    }
+
+    /// Send one [`Digest`] per `period` instead of each notification: at most one digest
+    /// is delivered after each moment `k × period + offset` since the Unix epoch (UTC, by
+    /// the ClickHouse server's clock), by the first check after it that has something to
+    /// send, and it carries every transition waiting then. Until then nothing is recorded
+    /// for a waiting transition (it is counted in [`CheckReport::waiting`]): it is found
+    /// again at the next check, by this instance or another after a restart, so it is
+    /// neither lost nor marked notified before the digest that carries it is delivered. An
+    /// account that went quiet and came back between two digests is in neither. A digest
+    /// that fails is sent again at the next check. The [notify-once](Self::with_notify_back)
+    /// claims, the [minimum interval](Self::with_min_interval) and the
+    /// [recovery window](Self::with_recovery) hold as without a schedule. With several
+    /// instances, the first check after the digest moment claims and sends; one checking at
+    /// the same moment sends the part of the claims it won. Replaces the
+    /// [flood limit](Self::with_digest): every delivery is a digest. `period` is at least a
+    /// second, `offset` shorter than it. Default: none.
+    pub fn with_periodic_digest(
+        mut self,
+        period: Duration,
+        offset: Duration,
+        notifier: impl DigestNotifier,
+    ) -> Self {
+        self.schedule = Some(Schedule {
+            period,
+            offset,
+            notifier: Arc::new(notifier),
+        });
+        self
+    }
+
     /// How many notifications are delivered at once. Default: 8.
     pub fn with_concurrency(mut self, notifications: usize) -> Self {
         self.concurrency = notifications;
@@ -235,6 +299,11 @@ impl WatchBuilder {
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1");
         }
+        if let Some(s) = &self.schedule
+            && (s.period < Duration::from_secs(1) || s.offset >= s.period)
+        {
+            return bad("a digest period is at least a second, and its offset shorter than it");
+        }
         Ok(InactivityWatch {
             inner: Arc::new(Inner {
                 usage: self.usage,
@@ -251,6 +320,7 @@ impl WatchBuilder {
                 detector: self.detector,
                 fatigue: self.fatigue,
                 digest: self.digest,
+                schedule: self.schedule,
                 instance: Uuid::new_v4(),
                 prepared: tokio::sync::OnceCell::new(),
                 checking: tokio::sync::Mutex::new(()),
@@ -271,6 +341,9 @@ pub struct CheckReport {
     pub failed: Vec<Notification>,
     /// Notifications another instance claimed first.
     pub claimed_elsewhere: usize,
+    /// Notifications waiting for the next digest of a
+    /// [digest schedule](WatchBuilder::with_periodic_digest); nothing is recorded for them.
+    pub waiting: usize,
 }
 
 /// Stops a spawned watch. Dropping it stops the watch too, at once.
@@ -337,6 +410,7 @@ impl InactivityWatch {
             detector: None,
             fatigue: Fatigue::default(),
             digest: None,
+            schedule: None,
         }
     }
 
@@ -424,6 +498,22 @@ impl InactivityWatch {
         Ok(())
     }
 
+    /// Whether a scheduled digest is due at `server_now`: none was delivered since the latest
+    /// digest moment (every delivery of a scheduled watch is a digest).
+    async fn digest_due(&self, schedule: &Schedule, server_now: u32) -> Result<bool> {
+        let last: u32 = self
+            .client()
+            .query(&format!(
+                "SELECT toUInt32(max(recorded_at)) FROM {log} WHERE watch = ? AND step = {step}",
+                log = self.schema().qualified(&self.schema().watch_table()),
+                step = Step::Delivered as i8,
+            ))
+            .bind(&self.inner.name)
+            .fetch_one()
+            .await?;
+        Ok(u64::from(last) < schedule.latest(server_now))
+    }
+
     /// Checks once: finds the inactive accounts, and notifies each transition no instance
     /// has handled yet. Creates the tables first if they are absent.
     pub async fn check(&self) -> Result<CheckReport> {
@@ -505,6 +595,18 @@ impl InactivityWatch {
         let mut report = CheckReport {
             inactive: quiet.len(),
             ..CheckReport::default()
+        };
+        // With a digest schedule, claims wait for the first check after the next digest
+        // moment: unrecorded, they are found again at each check until then.
+        let plans = match &inner.schedule {
+            Some(schedule) if !self.digest_due(schedule, server_now).await? => {
+                let (claims, others): (Vec<Plan>, Vec<Plan>) = plans
+                    .into_iter()
+                    .partition(|p| matches!(p, Plan::Claim(..)));
+                report.waiting = claims.len();
+                others
+            }
+            _ => plans,
         };
         let writes: Vec<(Transition, u32, Step)> = plans
             .iter()
@@ -596,9 +698,15 @@ impl InactivityWatch {
                 "not delivered before the check's deadline ({notify_within:?} after its claims)"
             )
         };
-        let outcomes: Vec<_> = match &inner.digest {
-            // Too many at once: one digest, whose outcome is each notification's.
-            Some((limit, digest)) if notifications.len() > *limit => {
+        let digest_by = match (&inner.schedule, &inner.digest) {
+            (Some(schedule), _) => Some(&schedule.notifier),
+            (None, Some((limit, digest))) if notifications.len() > *limit => Some(digest),
+            _ => None,
+        };
+        let outcomes: Vec<_> = match digest_by {
+            // A scheduled digest, or too many at once: one digest, whose outcome is each
+            // notification's.
+            Some(digest) => {
                 let digest_of = Digest {
                     watch: inner.name.clone(),
                     detected_at: now,
@@ -607,7 +715,8 @@ impl InactivityWatch {
                 tracing::info!(
                     watch = %inner.name,
                     notifications = notifications.len(),
-                    "more notifications than the digest limit: sending one digest"
+                    scheduled = inner.schedule.is_some(),
+                    "sending one digest"
                 );
                 let outcome = tokio::time::timeout_at(deadline, digest.notify_digest(digest_of))
                     .await
@@ -618,7 +727,7 @@ impl InactivityWatch {
                     .map(|(t, round, n)| (t, round, n, outcome.clone()))
                     .collect()
             }
-            _ => {
+            None => {
                 futures::stream::iter(notifications.into_iter().map(|(t, round, notification)| {
                     let notifier = inner.notifier.clone();
                     async move {
@@ -744,4 +853,24 @@ type Quiet = (u64, Option<SystemTime>);
 pub(super) fn seconds(time: SystemTime) -> u32 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_schedule_finds_its_latest_moment() {
+        let daily = Schedule {
+            period: Duration::from_secs(86_400),
+            offset: Duration::from_secs(9 * 3600),
+            notifier: Arc::new(|_: Digest| async { Ok::<(), std::io::Error>(()) }),
+        };
+        // 2026-12-02 is day 20 424 since the epoch.
+        let day = 20_424 * 86_400;
+        assert_eq!(daily.latest(day + 10 * 3600), u64::from(day) + 9 * 3600);
+        assert_eq!(daily.latest(day + 9 * 3600), u64::from(day) + 9 * 3600);
+        assert_eq!(daily.latest(day + 8 * 3600), u64::from(day) - 15 * 3600);
+        assert_eq!(daily.latest(3600), 0);
+    }
 }

@@ -9,8 +9,8 @@ use hyper_util::{
 };
 
 use super::{
-    notification::Notification,
-    notifier::{Notifier, NotifyFuture},
+    notification::{Digest, Notification},
+    notifier::{DigestNotifier, Notifier, NotifyFuture},
 };
 use crate::{
     connection::{self, ConnectionBuilder},
@@ -149,9 +149,21 @@ impl WebhookNotifier {
 
     /// POSTs `notification`, retrying as configured.
     pub async fn send(&self, notification: &Notification) -> Result<()> {
-        let hook = &*self.inner;
         let body = serde_json::to_string(notification)
             .map_err(|e| Error::Config(format!("notification not serializable: {e}")))?;
+        self.post(body, Some(notification.account_id)).await
+    }
+
+    /// POSTs `digest` (its JSON, as [`Digest`] documents it), retrying as configured.
+    pub async fn send_digest(&self, digest: &Digest) -> Result<()> {
+        let body = serde_json::to_string(digest)
+            .map_err(|e| Error::Config(format!("digest not serializable: {e}")))?;
+        self.post(body, None).await
+    }
+
+    /// POSTs `body`; `account_id` (none for a digest) is for the logs.
+    async fn post(&self, body: String, account_id: Option<u64>) -> Result<()> {
+        let hook = &*self.inner;
         let mut attempt = 0;
         let last = loop {
             attempt += 1;
@@ -171,7 +183,7 @@ impl WebhookNotifier {
             .await
             {
                 Ok(Ok(response)) if response.status().is_success() => {
-                    tracing::debug!(host = %hook.host, account_id = notification.account_id, attempt, "webhook delivered");
+                    tracing::debug!(host = %hook.host, account_id = ?account_id, attempt, "webhook delivered");
                     return Ok(());
                 }
                 Ok(Ok(response)) => {
@@ -200,7 +212,7 @@ impl WebhookNotifier {
                 .max(retry_after.unwrap_or_default().min(hook.max_backoff));
             tracing::warn!(
                 host = %hook.host,
-                account_id = notification.account_id,
+                account_id = ?account_id,
                 attempt,
                 error = %error,
                 ?wait,
@@ -210,7 +222,7 @@ impl WebhookNotifier {
         };
         tracing::error!(
             host = %hook.host,
-            account_id = notification.account_id,
+            account_id = ?account_id,
             attempts = attempt,
             error = %last,
             "webhook gave up: the notification was not delivered"
@@ -227,6 +239,15 @@ impl Notifier for WebhookNotifier {
     fn notify(&self, notification: Notification) -> NotifyFuture {
         let this = self.clone();
         Box::pin(async move { this.send(&notification).await.map_err(Into::into) })
+    }
+}
+
+/// A webhook delivers digests too (a [flood](super::WatchBuilder::with_digest) or a
+/// [scheduled](super::WatchBuilder::with_daily_digest) one), as one POST of the digest's JSON.
+impl DigestNotifier for WebhookNotifier {
+    fn notify_digest(&self, digest: Digest) -> NotifyFuture {
+        let this = self.clone();
+        Box::pin(async move { this.send_digest(&digest).await.map_err(Into::into) })
     }
 }
 

@@ -53,7 +53,7 @@ mod types;
 
 pub use day::{Day, Days};
 pub use query::Usage;
-pub use rhythm::{CHUNK_ACCOUNTS, Gaps, Rhythm, RhythmWindow, Rhythms};
+pub use rhythm::{CHUNK_ACCOUNTS, Gaps, Prior, Rhythm, RhythmWindow, Rhythms};
 pub use types::{
     AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,
     InactiveAccount, InactiveCursor, InactivePage, KnownAccount, KnownAccounts,

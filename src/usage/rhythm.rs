@@ -185,6 +185,38 @@ impl From<RhythmRow> for Rhythm {
     }
 }
 
+/// The usual period of the accounts that have a rhythm of their own: what an account with too
+/// little history of its own is judged by (an empirical-Bayes prior). Made by
+/// [`Usage::rhythm_prior`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Prior {
+    /// The usual period, in the days of each account's basis (calendar days or weekdays):
+    /// the chosen quantile of the accounts' periods. 0 when no account has a rhythm.
+    pub period_days: u32,
+    /// Accounts with a rhythm of their own it was measured on.
+    pub accounts: u64,
+    /// It was measured on one account in this many (1: on every account).
+    pub sampled_one_in: u64,
+}
+
+impl Prior {
+    /// A prior from a known period, measured on `accounts` accounts.
+    pub fn new(period_days: u32, accounts: u64) -> Self {
+        Self {
+            period_days,
+            accounts,
+            sampled_one_in: 1,
+        }
+    }
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct PriorRow {
+    accounts: u64,
+    period: u32,
+}
+
 /// The rhythms of every account, streamed: one row per account in memory at a time.
 /// Made by [`Usage::rhythms`].
 ///
@@ -237,6 +269,66 @@ fn weekday_index(day: &str) -> String {
     format!("(intDiv({day} + 3, 7) * 5 + least(({day} + 3) % 7, 5))")
 }
 
+/// The query of one row per account (see [`RhythmRow`]), with `{accounts}` where a condition
+/// on `account_id` goes. With `all_time`, an account's last event is its last of all time
+/// and accounts without an active day in the history are kept; without, only the history is
+/// read.
+fn per_account_sql(src: &super::query::Source, window: &RhythmWindow, all_time: bool) -> String {
+    let today = Day::of(window.at);
+    let at = ceil_seconds(window.at);
+    let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
+    let history = day(today.sub_days(window.history_days));
+    let recent_day = today.sub_days(window.recent_days);
+    let baseline = day(recent_day.sub_days(window.baseline_days));
+    let (recent, today_sql) = (day(recent_day), day(today));
+    let t = today.days_since_epoch();
+    let since = if all_time {
+        String::new()
+    } else {
+        format!("{} >= {history} AND ", src.day())
+    };
+    format!(
+        "SELECT account_id, toUInt32(last) AS last_seen, toUInt16(last_d) AS last_day, \
+            toUInt32(length(ds)) AS active_days, \
+            toUInt32(arrayCount(d -> (d + 3) % 7 >= 5, ds)) AS weekend_days, \
+            toUInt32(if(empty(gc), 0, arraySort(gc)[toUInt32(greatest(1, ceil({q} * length(gc))))])) AS gq, \
+            toUInt32(if(empty(gc), 0, arrayReduce('max', gc))) AS gl, \
+            toUInt32(greatest(0, toInt64({t}) - toInt64(last_d) - 1)) AS gn, \
+            toUInt32(if(empty(gb), 0, arraySort(gb)[toUInt32(greatest(1, ceil({q} * length(gb))))])) AS bq, \
+            toUInt32(if(empty(gb), 0, arrayReduce('max', gb))) AS bl, \
+            toUInt32(greatest(0, toInt64({ti}) - toInt64({li}) - 1)) AS bn, \
+            recent_events, toUInt32(recent_days) AS recent_active_days, \
+            baseline_events, toUInt32(baseline_days) AS baseline_active_days \
+         FROM ( \
+            SELECT account_id, max(last) AS last, toUInt32(max(day)) AS last_d, \
+                arraySort(groupArrayIf(toUInt32(day), day >= {history})) AS ds, \
+                arrayMap(d -> toInt64{wi}, ds) AS bs, \
+                arrayMap((a, b) -> toInt64(b) - toInt64(a) - 1, arrayPopBack(ds), arrayPopFront(ds)) AS gc, \
+                arrayFilter(g -> g >= 0, arrayMap((a, b) -> b - a - 1, arrayPopBack(bs), arrayPopFront(bs))) AS gb, \
+                sumIf(n, day >= {recent} AND day < {today_sql}) AS recent_events, \
+                countIf(day >= {recent} AND day < {today_sql}) AS recent_days, \
+                sumIf(n, day >= {baseline} AND day < {recent}) AS baseline_events, \
+                countIf(day >= {baseline} AND day < {recent}) AS baseline_days \
+            FROM ( \
+                SELECT account_id, {day_as}, {last} AS last, {count_if} AS n \
+                FROM {table} WHERE {since}{day} <= {today_sql} AND {{accounts}} \
+                GROUP BY account_id, day \
+                HAVING day < {today_sql} OR last <= {at} \
+            ) \
+            GROUP BY account_id \
+         )",
+        q = window.quantile,
+        ti = weekday_index(&t.to_string()),
+        li = weekday_index("last_d"),
+        wi = weekday_index("d"),
+        day_as = src.day_as(),
+        day = src.day(),
+        last = src.last(),
+        count_if = src.count_if(&format!("day >= {baseline}")),
+        table = src.table,
+    )
+}
+
 #[derive(clickhouse::Row, Deserialize)]
 struct SpreadRow {
     accounts: u64,
@@ -244,26 +336,15 @@ struct SpreadRow {
 }
 
 impl Usage {
-    /// Every account's [`Rhythm`] at `window.at`, computed in ClickHouse from the daily
-    /// rollup (from the events table with [`ReadFrom::Events`](super::ReadFrom::Events) or
-    /// while the rollup is not ready), streamed one account at a time. An account's day
-    /// counts only when it had an event at or before `window.at`; the day of `window.at`
-    /// counts whole when all its events so far are at or before it.
-    pub async fn rhythms(&self, window: RhythmWindow) -> Result<Rhythms> {
-        window.check()?;
-        let src = self.source().await?;
-        let today = Day::of(window.at);
-        let at = ceil_seconds(window.at);
-        let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
-        let history = day(today.sub_days(window.history_days));
-        let recent_day = today.sub_days(window.recent_days);
-        let baseline = day(recent_day.sub_days(window.baseline_days));
-        let (recent, today_sql) = (day(recent_day), day(today));
-        let t = today.days_since_epoch();
-
-        // Ranges of account ids of about CHUNK_ACCOUNTS accounts each, from an estimate of
-        // the number of accounts and approximate quantiles of their ids. Rounding in the
-        // quantiles moves a bound, never leaves an id out: the ranges chain.
+    /// Ranges of account ids of about `chunk_accounts` accounts each, as conditions on
+    /// `account_id`, from an estimate of the number of accounts (also returned) and
+    /// approximate quantiles of their ids. Rounding in the quantiles moves a bound, never
+    /// leaves an id out: the ranges chain.
+    async fn account_ranges(
+        &self,
+        src: &super::query::Source,
+        chunk_accounts: u64,
+    ) -> Result<(u64, Vec<String>)> {
         let spread: SpreadRow = self
             .client()
             .query(&format!(
@@ -276,7 +357,7 @@ impl Usage {
             ))
             .fetch_one()
             .await?;
-        let chunks = spread.accounts.div_ceil(window.chunk_accounts).clamp(1, 64) as usize;
+        let chunks = spread.accounts.div_ceil(chunk_accounts).clamp(1, 64) as usize;
         let mut bounds: Vec<u64> = (1..chunks)
             .map(|i| spread.bounds[i * 64 / chunks - 1] as u64)
             .collect();
@@ -293,46 +374,72 @@ impl Usage {
             low = high;
         }
 
-        let sql = format!(
-            "SELECT account_id, toUInt32(last) AS last_seen, toUInt16(last_d) AS last_day, \
-                toUInt32(length(ds)) AS active_days, \
-                toUInt32(arrayCount(d -> (d + 3) % 7 >= 5, ds)) AS weekend_days, \
-                toUInt32(if(empty(gc), 0, arraySort(gc)[toUInt32(greatest(1, ceil({q} * length(gc))))])) AS gq, \
-                toUInt32(if(empty(gc), 0, arrayReduce('max', gc))) AS gl, \
-                toUInt32(greatest(0, toInt64({t}) - toInt64(last_d) - 1)) AS gn, \
-                toUInt32(if(empty(gb), 0, arraySort(gb)[toUInt32(greatest(1, ceil({q} * length(gb))))])) AS bq, \
-                toUInt32(if(empty(gb), 0, arrayReduce('max', gb))) AS bl, \
-                toUInt32(greatest(0, toInt64({ti}) - toInt64({li}) - 1)) AS bn, \
-                recent_events, toUInt32(recent_days) AS recent_active_days, \
-                baseline_events, toUInt32(baseline_days) AS baseline_active_days \
-             FROM ( \
-                SELECT account_id, max(last) AS last, toUInt32(max(day)) AS last_d, \
-                    arraySort(groupArrayIf(toUInt32(day), day >= {history})) AS ds, \
-                    arrayMap(d -> toInt64{wi}, ds) AS bs, \
-                    arrayMap((a, b) -> toInt64(b) - toInt64(a) - 1, arrayPopBack(ds), arrayPopFront(ds)) AS gc, \
-                    arrayFilter(g -> g >= 0, arrayMap((a, b) -> b - a - 1, arrayPopBack(bs), arrayPopFront(bs))) AS gb, \
-                    sumIf(n, day >= {recent} AND day < {today_sql}) AS recent_events, \
-                    countIf(day >= {recent} AND day < {today_sql}) AS recent_days, \
-                    sumIf(n, day >= {baseline} AND day < {recent}) AS baseline_events, \
-                    countIf(day >= {baseline} AND day < {recent}) AS baseline_days \
-                FROM ( \
-                    SELECT account_id, {day_as}, {last} AS last, {count_if} AS n \
-                    FROM {table} WHERE {day} <= {today_sql} AND {{accounts}} \
-                    GROUP BY account_id, day \
-                    HAVING day < {today_sql} OR last <= {at} \
-                ) \
-                GROUP BY account_id \
-             )",
-            q = window.quantile,
-            ti = weekday_index(&t.to_string()),
-            li = weekday_index("last_d"),
-            wi = weekday_index("d"),
-            day_as = src.day_as(),
-            day = src.day(),
-            last = src.last(),
-            count_if = src.count_if(&format!("day >= {baseline}")),
-            table = src.table,
-        );
+        Ok((spread.accounts, ranges))
+    }
+
+    /// The usual period of the accounts with a rhythm of their own at `window.at`: the
+    /// `quantile` (in (0, 1]; 0.5 is the median account) of the periods (the
+    /// [gap quantile](RhythmWindow::quantile) plus one) of the accounts with at least
+    /// `min_active_days` active days in the history, each in its own basis: weekdays for an
+    /// account with at most `weekend_share` of its active days at weekends, calendar days
+    /// otherwise, as the detectors judge it. Computed in ClickHouse from the history in the
+    /// rollup (see [`Usage::rhythms`]); over more accounts than
+    /// [`chunk_accounts`](RhythmWindow::chunk_accounts), over a sample of about that many
+    /// accounts, chosen by a hash of the account id, so the query's memory stays bounded.
+    pub async fn rhythm_prior(
+        &self,
+        window: RhythmWindow,
+        min_active_days: u32,
+        weekend_share: f64,
+        quantile: f64,
+    ) -> Result<Prior> {
+        window.check()?;
+        if !(quantile > 0.0 && quantile <= 1.0) {
+            return Err(Error::Config("the prior quantile must be in (0, 1]".into()));
+        }
+        if !(0.0..=1.0).contains(&weekend_share) {
+            return Err(Error::Config("the weekend share must be in [0, 1]".into()));
+        }
+        let src = self.source().await?;
+        let accounts: u64 = self
+            .client()
+            .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
+            .fetch_one()
+            .await?;
+        let every = accounts.div_ceil(window.chunk_accounts).max(1);
+        let sample = if every > 1 {
+            format!("intHash64(account_id) % {every} = 0")
+        } else {
+            "1".to_owned()
+        };
+        let inner = per_account_sql(&src, &window, false).replace("{accounts}", &sample);
+        let row: PriorRow = self
+            .client()
+            .query(&format!(
+                "SELECT count() AS accounts, toUInt32(quantileExact({quantile})(period)) AS period \
+                 FROM (SELECT toUInt32(if(weekend_days <= {weekend_share} * active_days, bq, gq) + 1) AS period \
+                       FROM ({inner}) WHERE active_days >= {min_active_days})"
+            ))
+            .fetch_one()
+            .await?;
+        Ok(Prior {
+            period_days: if row.accounts == 0 { 0 } else { row.period },
+            accounts: row.accounts,
+            sampled_one_in: every,
+        })
+    }
+
+    /// Every account's [`Rhythm`] at `window.at`, computed in ClickHouse from the daily
+    /// rollup (from the events table with [`ReadFrom::Events`](super::ReadFrom::Events) or
+    /// while the rollup is not ready), streamed one account at a time. An account's day
+    /// counts only when it had an event at or before `window.at`; the day of `window.at`
+    /// counts whole when all its events so far are at or before it.
+    pub async fn rhythms(&self, window: RhythmWindow) -> Result<Rhythms> {
+        window.check()?;
+        let src = self.source().await?;
+
+        let (_, ranges) = self.account_ranges(&src, window.chunk_accounts).await?;
+        let sql = per_account_sql(&src, &window, true);
         Ok(Rhythms {
             client: self.client().clone(),
             sql,
