@@ -133,7 +133,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             if let Ok(cluster) = std::env::var("IDP_ANALYTICS_CLUSTER") {
                 schema = schema.with_topology(Topology::cluster(cluster)?);
             }
-            Analytics::builder_with(connection()?).with_schema(schema)
+            Analytics::builder_with(Connection::from_env()?).with_schema(schema)
         }
     };
     if let Ok(dir) = std::env::var("IDP_ANALYTICS_SPOOL_DIR") {
@@ -391,20 +391,6 @@ async fn login(Query(params): Query<HashMap<String, String>>) -> Response {
     let mut response = format!("token: demo-{account}\n").into_response();
     response.extensions_mut().insert(AccountId(account));
     response
-}
-
-/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
-/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
-/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
-fn connection() -> idp_analytics::Result<Connection> {
-    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
-    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
-        connection = connection.with_user(user);
-    }
-    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
-        connection = connection.with_password(password);
-    }
-    connection.build()
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'

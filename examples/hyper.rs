@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let port: u16 = env_or("PORT", "3000").parse()?;
 
-    let analytics = Analytics::builder_with(connection()?)
+    let analytics = Analytics::builder_with(Connection::from_env()?)
         .with_schema(Schema::new(database, "events")?)
         .build()?;
 
@@ -290,20 +290,6 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
-}
-
-/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
-/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
-/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
-fn connection() -> idp_analytics::Result<Connection> {
-    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
-    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
-        connection = connection.with_user(user);
-    }
-    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
-        connection = connection.with_password(password);
-    }
-    connection.build()
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_logging();
     let database = env_or("IDP_ANALYTICS_DATABASE", "idp");
     let schema = Schema::new(database, "events")?;
-    let analytics = Analytics::builder_with(connection()?)
+    let analytics = Analytics::builder_with(Connection::from_env()?)
         .with_schema(schema.clone())
         .build()?;
 
@@ -51,20 +51,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{account:>10}  {event_type:<20}  {n:>6}");
     }
     Ok(())
-}
-
-/// The ClickHouse connection from `CLICKHOUSE_URL` (default `http://127.0.0.1:8123`),
-/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`, the names ClickHouse's own client reads. An
-/// `https://` URL is checked against the platform's CAs, and `SSL_CERT_FILE` when it is set.
-fn connection() -> idp_analytics::Result<Connection> {
-    let mut connection = Connection::builder(env_or("CLICKHOUSE_URL", "http://127.0.0.1:8123"));
-    if let Ok(user) = std::env::var("CLICKHOUSE_USER") {
-        connection = connection.with_user(user);
-    }
-    if let Ok(password) = std::env::var("CLICKHOUSE_PASSWORD") {
-        connection = connection.with_password(password);
-    }
-    connection.build()
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: the writer's `info`, others'

@@ -646,3 +646,119 @@ async fn watch_check_ends_at_its_deadline_with_a_stuck_notifier() {
     assert!(report.delivered.is_empty());
     assert_eq!(report.failed.len(), 1);
 }
+
+/// A webhook that never answers holds a check no longer than its notification deadline;
+/// the notification is not marked notified, and the next check, the webhook answering now,
+/// delivers it once.
+#[tokio::test]
+async fn watch_notify_deadline_ends_a_check_next_delivers_once() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(&schema, vec![common::event_at(3, "search", now - 8 * DAY)]).await;
+    // The first request is never answered; the second is, with 204.
+    let server = hook(vec![0, 204]).await;
+    let webhook = WebhookNotifier::builder(&server.url)
+        .with_max_attempts(1)
+        .with_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let watch = InactivityWatch::builder(Usage::new(common::client(), schema.clone()), webhook)
+        .with_settle_delay(Duration::from_millis(300))
+        .with_notify_deadline(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // A liveness bound far below the webhook's own 600 s timeout.
+    let report = tokio::time::timeout(Duration::from_secs(60), watch.check())
+        .await
+        .expect("the check still waits on the webhook after 60 s")
+        .unwrap();
+    assert_eq!((report.delivered.len(), report.failed.len()), (0, 1));
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+    let report = watch.check().await.unwrap();
+    assert_eq!((report.delivered.len(), report.failed.len()), (1, 0));
+    assert_eq!(report.delivered[0].account_id, 3);
+    assert!(watch.check().await.unwrap().delivered.is_empty());
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn watch_notify_deadline_must_be_more_than_zero() {
+    let usage = Usage::new(common::client(), Schema::new("db", "events").unwrap());
+    let err = InactivityWatch::builder(usage, |_: Notification| async {
+        Ok::<_, std::io::Error>(())
+    })
+    .with_notify_deadline(Duration::ZERO)
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("notification deadline"), "{err}");
+}
+
+/// Webhooks over `https://`, behind a TLS front with the test CA's certificate.
+#[cfg(feature = "rustls")]
+mod https {
+    use idp_analytics::{Error, WebhookNotifier};
+
+    use super::{hook, sample_notification};
+    use crate::common::tls::{TlsFront, ca_file, other_ca_file};
+
+    #[tokio::test]
+    async fn canary_webhook_over_https_with_the_test_ca() {
+        let schema = crate::prepare_database!().await;
+        let n = sample_notification(&schema).await;
+        let server = hook(vec![200]).await;
+        let front = TlsFront::start(&server.url).await;
+        let webhook = WebhookNotifier::builder(format!("{}/hooks/quiet/T0SECRET", front.url()))
+            .with_header("authorization", "Bearer hook-token")
+            .with_ca_file(ca_file())
+            .build()
+            .unwrap();
+        webhook.send(&n).await.unwrap();
+        let requests = server.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 1);
+        assert!(
+            requests[0]
+                .0
+                .starts_with("POST /hooks/quiet/T0SECRET HTTP/1.1"),
+            "{}",
+            requests[0].0
+        );
+        let json: serde_json::Value = serde_json::from_str(&requests[0].1).unwrap();
+        assert_eq!(json["accountId"], 42);
+    }
+
+    #[tokio::test]
+    async fn canary_webhook_untrusted_ca_names_the_host_only() {
+        let schema = crate::prepare_database!().await;
+        let n = sample_notification(&schema).await;
+        let server = hook(vec![200]).await;
+        let front = TlsFront::start(&server.url).await;
+        let url = format!("{}/hooks/quiet/T0SECRET?key=K3Y", front.url());
+        let webhook = WebhookNotifier::builder(&url)
+            .with_ca_file(other_ca_file())
+            .with_max_attempts(4)
+            .build()
+            .unwrap();
+        let error = webhook.send(&n).await.unwrap_err();
+        let host = front.url().trim_start_matches("https://").to_owned();
+        match &error {
+            Error::Webhook {
+                host: shown,
+                attempts,
+                last,
+            } => {
+                assert_eq!(shown, &host);
+                // A refused certificate is not tried again.
+                assert_eq!(*attempts, 1);
+                assert!(last.contains("not signed by a trusted CA"), "{last}");
+                assert!(last.contains(&host), "{last}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let shown = error.to_string();
+        assert!(
+            !shown.contains("T0SECRET") && !shown.contains("K3Y") && !shown.contains("/hooks"),
+            "{shown}"
+        );
+        assert!(server.requests.lock().unwrap().is_empty());
+    }
+}

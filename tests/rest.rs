@@ -265,3 +265,138 @@ async fn gzip_over_the_decompressed_bound_is_413() {
         .unwrap();
     assert_eq!(types, ["small", "small"]);
 }
+
+/// The IdP answering `503` with `Retry-After: 2` twice: the sink waits the two seconds each
+/// time (its own backoff starts at 100 ms) before it sends the batch again, and every event
+/// arrives once.
+#[tokio::test]
+async fn retry_after_is_honoured_and_nothing_is_lost_or_doubled() {
+    let schema = prepare_database!().await;
+    let idp = idp(&schema, 0, None).await;
+    let proxy = Proxy::start(idp.base()).await;
+    proxy.set(Mode::Http503(2, 2));
+    let rs = resource_server(&proxy.url(), TOKEN, None).await;
+    send(&rs, 0..300).await;
+    // A liveness bound, not a timing: both answers and their waits are done well before.
+    let arrived = common::eventually(Duration::from_secs(60), || async {
+        common::try_raw_count(&schema).await.unwrap_or(0) >= 300
+    })
+    .await;
+    assert!(arrived, "the events did not reach the IdP");
+    assert_eq!(proxy.failures_left(), 0);
+    let rest = rs.stop().await;
+    assert!(stopped_clean(&rest), "{rest:?}");
+    idp.stop().await;
+    // The first connection got the first 503; the next one came no sooner than its
+    // Retry-After, and so did the one after the second 503.
+    let accepted = proxy.accepted();
+    assert!(accepted.len() >= 3, "{} connections", accepted.len());
+    for pair in accepted[..3].windows(2) {
+        let waited = pair[1] - pair[0];
+        assert!(
+            waited >= Duration::from_secs(2),
+            "the sink sent again after {waited:?}, before the 2 s of Retry-After"
+        );
+    }
+    assert_eq!(table(&schema).await, (expected(300), 300, (300, 300)));
+}
+
+/// The IdP behind TLS, with the test CA's certificate for 127.0.0.1.
+#[cfg(feature = "rustls")]
+mod https {
+    use std::time::Duration;
+
+    use idp_analytics::{Analytics, schema::Schema, writer::PauseReason};
+
+    use super::{TOKEN, common, fresh_dir, idp};
+    use crate::common::tls::{TlsFront, ca_file, other_ca_file};
+
+    /// An in-process resource server's writer, reporting to `url` and trusting `ca`.
+    fn writer(url: &str, ca: &std::path::Path, spool: &str) -> Analytics {
+        try_writer(url, ca, spool).unwrap()
+    }
+
+    fn try_writer(
+        url: &str,
+        ca: &std::path::Path,
+        spool: &str,
+    ) -> idp_analytics::Result<Analytics> {
+        Analytics::builder_reporting_to(format!("{url}/events"), TOKEN)
+            .with_ca_file(ca)
+            .with_spool_dir(spool)
+            .with_flush_interval(Duration::from_millis(200))
+            .build()
+    }
+
+    fn record(analytics: &Analytics, range: std::ops::Range<u64>) {
+        for i in range {
+            analytics.record(i % 50 + 1, "over-tls").unwrap();
+        }
+    }
+
+    async fn stored(schema: &Schema) -> (u64, u64) {
+        common::counts(schema).await
+    }
+
+    #[tokio::test]
+    async fn events_reported_over_https_arrive_once() {
+        let schema = crate::prepare_database!().await;
+        let idp = idp(&schema, 0, None).await;
+        let front = TlsFront::start(idp.base()).await;
+        let spool = fresh_dir("https-ok");
+        let analytics = writer(&front.url(), &ca_file(), &spool);
+        record(&analytics, 0..2_000);
+        let report = analytics.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(
+            (report.written, report.left_in_spool),
+            (2_000, 0),
+            "{report:?}"
+        );
+        idp.stop().await;
+        assert_eq!(stored(&schema).await, (2_000, 2_000));
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_ca_pauses_then_the_right_one_delivers_once() {
+        let schema = crate::prepare_database!().await;
+        let idp = idp(&schema, 0, None).await;
+        let front = TlsFront::start(idp.base()).await;
+        let spool = fresh_dir("https-untrusted");
+        let analytics = writer(&front.url(), &other_ca_file(), &spool);
+        record(&analytics, 0..500);
+        let paused = common::eventually(Duration::from_secs(30), || async {
+            analytics.stats().paused == Some(PauseReason::UntrustedCertificate)
+        })
+        .await;
+        assert!(paused, "{:?}", analytics.stats());
+        let report = analytics.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(report.written, 0, "{report:?}");
+        assert!(report.unwritten.is_empty(), "{report:?}");
+        assert!(report.left_in_spool > 0, "{report:?}");
+        assert_eq!(common::try_raw_count(&schema).await.unwrap_or(0), 0);
+        // Restarted with the right CA: the spooled events arrive, once. The spool is free
+        // once the first writer's worker has let it go.
+        drop(analytics);
+        let mut reopened = None;
+        for _ in 0..100 {
+            match try_writer(&front.url(), &ca_file(), &spool) {
+                Ok(analytics) => {
+                    reopened = Some(analytics);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let analytics = reopened.expect("the spool was not released");
+        let arrived = common::eventually(Duration::from_secs(60), || async {
+            common::try_raw_count(&schema).await.unwrap_or(0) >= 500
+        })
+        .await;
+        assert!(arrived, "{:?}", analytics.stats());
+        let report = analytics.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(report.left_in_spool, 0, "{report:?}");
+        assert_eq!(analytics.stats().paused, None);
+        idp.stop().await;
+        assert_eq!(stored(&schema).await, (500, 500));
+    }
+}

@@ -33,9 +33,11 @@
 //! (and, given the application's [known accounts](WatchBuilder::with_known_accounts), for
 //! accounts that signed up that long ago and never did anything). For each account that
 //! crossed from active to inactive it hands a [`Notification`] to its [`Notifier`]: a
-//! closure, or the built-in [`WebhookNotifier`], which POSTs it as JSON with retries and a
-//! timeout. [Optionally](WatchBuilder::with_notify_back) it tells once more when such an
-//! account has an event again.
+//! closure, or the built-in [`WebhookNotifier`], which POSTs it as JSON (over `http://` or,
+//! with the `rustls` feature, `https://`) with retries and a timeout. Each check waits for
+//! its notifications at most its [deadline](WatchBuilder::with_notify_deadline).
+//! [Optionally](WatchBuilder::with_notify_back) it tells once more when such an account has
+//! an event again.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -45,6 +45,7 @@ struct Inner {
     notify_back: bool,
     settle: Duration,
     claim_timeout: Duration,
+    notify_deadline: Duration,
     concurrency: usize,
     detector: Option<Detector>,
     fatigue: Fatigue,
@@ -82,6 +83,7 @@ pub struct WatchBuilder {
     notify_back: bool,
     settle: Duration,
     claim_timeout: Duration,
+    notify_deadline: Duration,
     concurrency: usize,
     detector: Option<Detector>,
     fatigue: Fatigue,
@@ -177,6 +179,19 @@ impl WatchBuilder {
     /// back; those still under way are failed and tried again at the next check.
     pub fn with_claim_timeout(mut self, timeout: Duration) -> Self {
         self.claim_timeout = timeout;
+        self
+    }
+
+    /// How long one check waits for its notifications, all of them together, from the
+    /// moment its claims are read back. Default: 2 minutes.
+    ///
+    /// Without it a check could wait about accounts × attempts × timeout ÷ concurrency on a
+    /// slow notifier. Notifications not delivered by then (or a digest not sent) are
+    /// abandoned and recorded as failed, never as delivered: the next check claims and
+    /// tries them again. The [claim timeout](Self::with_claim_timeout) less the
+    /// [settle delay](Self::with_settle_delay) bounds it too, whichever is shorter.
+    pub fn with_notify_deadline(mut self, deadline: Duration) -> Self {
+        self.notify_deadline = deadline;
         self
     }
 
@@ -278,6 +293,9 @@ impl WatchBuilder {
         if self.claim_timeout <= self.settle {
             return bad("the claim timeout must be longer than the settle delay");
         }
+        if self.notify_deadline.is_zero() {
+            return bad("the notification deadline must be more than zero");
+        }
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1");
         }
@@ -297,6 +315,7 @@ impl WatchBuilder {
                 notify_back: self.notify_back,
                 settle: self.settle,
                 claim_timeout: self.claim_timeout,
+                notify_deadline: self.notify_deadline,
                 concurrency: self.concurrency,
                 detector: self.detector,
                 fatigue: self.fatigue,
@@ -336,6 +355,10 @@ pub struct WatchHandle {
 
 /// How long [`WatchHandle::stop`] waits for the watch's task before aborting it.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a check waits for its notifications, unless
+/// [`WatchBuilder::with_notify_deadline`] says otherwise.
+const DEFAULT_NOTIFY_DEADLINE: Duration = Duration::from_secs(120);
 
 impl WatchHandle {
     /// Stops the watch and waits for its task to end, for at most 10 s. A check under way
@@ -382,6 +405,7 @@ impl InactivityWatch {
             notify_back: false,
             settle: Duration::from_secs(2),
             claim_timeout: Duration::from_secs(15 * 60),
+            notify_deadline: DEFAULT_NOTIFY_DEADLINE,
             concurrency: 8,
             detector: None,
             fatigue: Fatigue::default(),
@@ -662,13 +686,17 @@ impl InactivityWatch {
                 (t, round, notification)
             })
             .collect();
-        // Every notification of the check ends before its claim expires, however many there
-        // are and however long the notifier retries: the rest are failed, and the next
-        // check tries them again.
-        let notify_within = inner.claim_timeout - inner.settle;
+        // Every notification of the check ends by its deadline, and before its claim
+        // expires, however many there are and however long the notifier retries: the rest
+        // are failed, and the next check tries them again.
+        let notify_within = inner
+            .notify_deadline
+            .min(inner.claim_timeout - inner.settle);
         let deadline = tokio::time::Instant::now() + notify_within;
         let late = || {
-            format!("not delivered before the check's deadline ({notify_within:?} after its claim)")
+            format!(
+                "not delivered before the check's deadline ({notify_within:?} after its claims)"
+            )
         };
         let digest_by = match (&inner.schedule, &inner.digest) {
             (Some(schedule), _) => Some(&schedule.notifier),

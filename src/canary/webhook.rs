@@ -1,10 +1,10 @@
 //! [`WebhookNotifier`]: POSTs each notification as JSON, with retries and a timeout.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{fmt, future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
 use hyper_util::{
-    client::legacy::{Client as HyperClient, connect::Connect, connect::HttpConnector},
+    client::legacy::{Client as HyperClient, connect::Connect},
     rt::TokioExecutor,
 };
 
@@ -12,7 +12,13 @@ use super::{
     notification::{Digest, Notification},
     notifier::{DigestNotifier, Notifier, NotifyFuture},
 };
-use crate::error::{Error, Result};
+use crate::{
+    connection::{self, ConnectionBuilder},
+    error::{Error, Result},
+};
+
+/// How long an idle connection to the webhook is kept for the next notification.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 type SendFuture = Pin<
     Box<
@@ -47,8 +53,14 @@ type SendFuture = Pin<
 /// # }
 /// ```
 ///
-/// [`build`](WebhookBuilder::build) speaks plain HTTP; for `https://` pass a TLS connector
-/// (such as `hyper-rustls`'s) to [`build_with_connector`](WebhookBuilder::build_with_connector).
+/// [`build`](WebhookBuilder::build) speaks `http://` and, with the `rustls` feature (on by
+/// default), `https://`: the webhook's certificate is checked against the platform's roots
+/// (with `SSL_CERT_FILE` and `SSL_CERT_DIR`) and any CA added with
+/// [`with_ca_file`](WebhookBuilder::with_ca_file) or
+/// [`with_ca_pem`](WebhookBuilder::with_ca_pem), as a [`Connection`](crate::Connection)'s
+/// is; verification cannot be turned off. A certificate that is refused is not tried
+/// again: the error names the host and what was wrong with it. To connect another way, pass
+/// a connector to [`build_with_connector`](WebhookBuilder::build_with_connector).
 #[derive(Clone)]
 pub struct WebhookNotifier {
     inner: Arc<Webhook>,
@@ -88,6 +100,8 @@ pub struct WebhookBuilder {
     max_attempts: u32,
     min_backoff: Duration,
     max_backoff: Duration,
+    /// The TLS roots and the connect settings, as a connection keeps them.
+    tls: ConnectionBuilder,
 }
 
 impl fmt::Debug for WebhookBuilder {
@@ -100,6 +114,7 @@ impl fmt::Debug for WebhookBuilder {
             .field("max_attempts", &self.max_attempts)
             .field("min_backoff", &self.min_backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("tls", &self.tls.tls_debug())
             .finish()
     }
 }
@@ -128,6 +143,7 @@ impl WebhookNotifier {
             max_attempts: 4,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            tls: ConnectionBuilder::for_other_targets(),
         }
     }
 
@@ -183,7 +199,10 @@ impl WebhookNotifier {
                         .map(Duration::from_secs);
                     (format!("answered {status}"), retry, retry_after)
                 }
-                Ok(Err(e)) => (error_chain(&e), true, None),
+                Ok(Err(e)) => match tls_failure(&e, &hook.host) {
+                    Some(refused) => (refused, false, None),
+                    None => (error_chain(&e), true, None),
+                },
                 Err(_) => (format!("no answer within {:?}", hook.timeout), true, None),
             };
             if !retry || attempt >= hook.max_attempts {
@@ -260,24 +279,56 @@ impl WebhookBuilder {
         self
     }
 
-    /// Checks the configuration and makes the notifier, speaking plain HTTP.
+    /// Also trusts the CA certificates in this PEM file, for a webhook whose certificate a
+    /// private CA signed. Default: none; may be called more than once. The file is read by
+    /// [`build`](Self::build), which fails if it holds no certificate.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls = self.tls.with_ca_file(path);
+        self
+    }
+
+    /// Also trusts the CA certificates in these PEM bytes. Default: none; may be called more
+    /// than once. [`build`](Self::build) fails if they hold no certificate.
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls = self.tls.with_ca_pem(pem);
+        self
+    }
+
+    /// Whether the platform's root certificates (and `SSL_CERT_FILE`, `SSL_CERT_DIR`) are
+    /// trusted. Default: `true`. With `false`, only the CAs added with
+    /// [`with_ca_file`](Self::with_ca_file) and [`with_ca_pem`](Self::with_ca_pem) are.
+    pub fn with_platform_roots(mut self, trust: bool) -> Self {
+        self.tls = self.tls.with_platform_roots(trust);
+        self
+    }
+
+    /// Checks the configuration and makes the notifier, speaking `http://`, and `https://`
+    /// with the `rustls` feature (without it an `https://` URL is refused, naming the
+    /// feature). TCP connections set `TCP_NODELAY` and keep-alive; connecting and the TLS
+    /// handshake each have the [timeout](Self::with_timeout) of a request at most.
     pub fn build(self) -> Result<WebhookNotifier> {
-        if self.url.starts_with("https://") {
-            return Err(Error::Config(
-                "an https:// webhook needs a TLS connector: use build_with_connector".into(),
-            ));
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        self.build_with_connector(connector)
+        let checked = self.check()?;
+        let tls = self.tls.clone().with_connect_timeout(self.timeout);
+        let client = connection::http_client::<String>(&tls, &checked.uri, POOL_IDLE_TIMEOUT)?;
+        Ok(self.finish(checked, client))
     }
 
     /// Checks the configuration and makes the notifier, connecting through `connector`
-    /// (for example an HTTPS connector).
+    /// (a connector of your own: a proxy, another TLS stack). The CAs given to this builder
+    /// are not used.
     pub fn build_with_connector<C>(self, connector: C) -> Result<WebhookNotifier>
     where
         C: Connect + Clone + Send + Sync + 'static,
     {
+        let checked = self.check()?;
+        let client = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build::<C, String>(connector);
+        Ok(self.finish(checked, client))
+    }
+
+    /// Everything but the client, checked.
+    fn check(&self) -> Result<Checked> {
         let bad = |what: String| Err(Error::Config(what));
         // Errors never repeat the URL: its path often holds the webhook's secret.
         let uri: Uri = match self.url.parse() {
@@ -318,10 +369,15 @@ impl WebhookBuilder {
         if self.max_backoff < self.min_backoff {
             return bad("webhook maximum backoff must not be shorter than the minimum".into());
         }
-        let client = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build::<C, String>(connector);
-        Ok(WebhookNotifier {
+        Ok(Checked { uri, host, headers })
+    }
+
+    fn finish<C>(self, checked: Checked, client: HyperClient<C, String>) -> WebhookNotifier
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        let Checked { uri, host, headers } = checked;
+        WebhookNotifier {
             inner: Arc::new(Webhook {
                 uri,
                 host,
@@ -332,8 +388,42 @@ impl WebhookBuilder {
                 max_backoff: self.max_backoff,
                 send: Box::new(move |request| Box::pin(client.request(request))),
             }),
-        })
+        }
     }
+}
+
+/// A webhook's settings checked by [`WebhookBuilder::build`].
+struct Checked {
+    uri: Uri,
+    host: String,
+    headers: HeaderMap,
+}
+
+/// What was wrong with the webhook's TLS, when that is why a request failed: retrying
+/// cannot fix it. Names the host only.
+fn tls_failure(error: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
+    #[cfg(feature = "rustls")]
+    if let Some(tls) = crate::connection::tls::rustls_error(error) {
+        use rustls::{CertificateError as Cert, Error as Tls};
+        return Some(match tls {
+            Tls::InvalidCertificate(Cert::UnknownIssuer) => format!(
+                "the certificate of {host} is not signed by a trusted CA (add the CA with \
+                 with_ca_file or with_ca_pem, or SSL_CERT_FILE)"
+            ),
+            Tls::InvalidCertificate(
+                Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+            ) => {
+                format!("the certificate of {host} is not valid for that host name")
+            }
+            Tls::InvalidCertificate(other) => {
+                format!("the certificate of {host} was refused: {other:?}")
+            }
+            other => format!("the TLS handshake with {host} failed: {other}"),
+        });
+    }
+    #[cfg(not(feature = "rustls"))]
+    let _ = (error, host);
+    None
 }
 
 /// The wait after failed attempt `attempt` (1-based): `min` doubled each time up to `max`,
@@ -368,11 +458,25 @@ mod tests {
                 .build()
                 .is_ok()
         );
-        assert!(
-            WebhookNotifier::builder("https://example.invalid/hook")
+        // https:// is spoken with the `rustls` feature, refused (naming it) without.
+        let https =
+            WebhookNotifier::builder("https://user:pw@example.invalid:8443/T0/secret").build();
+        assert_eq!(https.is_ok(), cfg!(feature = "rustls"));
+        if let Err(err) = https {
+            let err = err.to_string();
+            assert!(err.contains("`rustls` feature"), "{err}");
+            assert!(err.contains("https://example.invalid:8443"), "{err}");
+            assert!(!err.contains("secret") && !err.contains("pw"), "{err}");
+        }
+        // A CA that is not a certificate is refused when the notifier is built.
+        #[cfg(feature = "rustls")]
+        {
+            let err = WebhookNotifier::builder("https://example.invalid/hook")
+                .with_ca_pem("not a certificate")
                 .build()
-                .is_err()
-        );
+                .unwrap_err();
+            assert!(err.to_string().contains("holds no certificate"), "{err}");
+        }
         assert!(WebhookNotifier::builder("/relative").build().is_err());
         assert!(WebhookNotifier::builder("ftp://x/y").build().is_err());
         assert!(

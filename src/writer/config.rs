@@ -361,9 +361,14 @@ impl Builder {
                 })
             })
             .transpose()?;
+        let rest = self
+            .report
+            .as_ref()
+            .map(|target| super::rest::RestSink::new(&connection, target))
+            .transpose()?;
         self.built = Some(connection.clone());
         let config = Arc::new(self);
-        Ok(super::handle::pair(config, connection, spool))
+        Ok(super::handle::pair(config, connection, spool, rest))
     }
 }
 

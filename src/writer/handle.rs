@@ -313,6 +313,7 @@ pub(crate) fn pair(
     config: Arc<Builder>,
     connection: Connection,
     spool: Option<Spool>,
+    rest: Option<super::rest::RestSink>,
 ) -> (Analytics, Worker) {
     let capacity = config.queue_capacity;
     let shared = Arc::new(Shared {
@@ -335,7 +336,7 @@ pub(crate) fn pair(
         done: watch::Sender::new(false),
         config,
     });
-    let worker = Worker::new(shared.clone());
+    let worker = Worker::new(shared.clone(), rest);
     let analytics = Analytics {
         inner: Arc::new(Handle { shared }),
     };
@@ -351,7 +352,7 @@ impl Analytics {
 
     /// Starts configuring a writer that owns no ClickHouse: it posts its batches to a
     /// reporter endpoint, `POST /events` of another process (`url` is the URL of that path,
-    /// e.g. `http://idp.internal:3000/events`), with `token` as its bearer token.
+    /// e.g. `https://idp.internal:3443/events`), with `token` as its bearer token.
     ///
     /// Everything else is the same writer: the queue, the batching (at most
     /// [`MAX_BATCH`](crate::writer::MAX_BATCH) events a request), the spool, shutdown and
@@ -370,6 +371,15 @@ impl Analytics {
     /// before they reach its ClickHouse, or its spool when it has one (within its
     /// [`Fsync`](crate::writer::Fsync) interval), loses them, since this writer has already
     /// let them go.
+    ///
+    /// An `https://` URL is spoken through rustls (feature `rustls`; without it
+    /// [`build`](Builder::build) refuses the URL and names the feature). The endpoint's
+    /// certificate is checked against the same roots as a ClickHouse connection's: the
+    /// platform's, `SSL_CERT_FILE`, `SSL_CERT_DIR`, and the CAs added with
+    /// [`with_ca_file`](Builder::with_ca_file) or [`with_ca_pem`](Builder::with_ca_pem).
+    /// A certificate that is not trusted or not for the URL's host, or a port that does not
+    /// speak TLS, pauses the writer ([`PauseReason::UntrustedCertificate`] and its
+    /// neighbours) and keeps the events. The connect timeout applies to the endpoint too.
     ///
     /// The ClickHouse settings of the builder (user, password, schema) have no effect here,
     /// and [`usage`](crate::Usage) must be pointed at the endpoint's ClickHouse, not at `url`.

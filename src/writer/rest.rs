@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `200` | the batch is done |
 //! | `503`, `429`, `408`, other `5xx`, a timeout, a connection error | retries the same batch after a backoff, or after `Retry-After` when the answer has one |
+//! | an untrusted certificate, one for another host, a port that does not speak TLS | pauses ([`Stats::paused`](super::Stats)) with the reason, keeps the events, and tries again with backoff |
 //! | `401`, `403` | pauses ([`Stats::paused`](super::Stats)), keeps the events, and tries again with backoff |
 //! | `422` naming bad items by `index` | dead-letters those items and sends the others at once, with their ids unchanged |
 //! | `422` naming none, any other answer | pauses and keeps the events: retrying cannot lose them, dropping them could |
@@ -22,15 +23,11 @@ use http::{
     header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER},
 };
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    connection::Connection,
+    connection::{self, Connection, HttpClient},
     error::{Error, Result},
     event::Event,
 };
@@ -48,6 +45,9 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// The longest `Retry-After` honoured; a longer one is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How long an idle connection to the endpoint is kept for the next batch.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most bytes of an answer read (its JSON names the bad items of a batch).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -72,13 +72,16 @@ impl Target {
     /// Checks the URL and the token, for [`Builder::build`].
     pub(crate) fn validate(&self, max_rows: usize) -> Result<()> {
         let bad = |what: String| Err(Error::Config(what));
-        if !self.url.starts_with("http://") {
-            return bad(if self.url.starts_with("https://") {
-                "reporting over https:// is not supported yet; use http:// on a trusted network"
-                    .into()
-            } else {
-                "the reporter URL must start with http://".into()
-            });
+        let https = self.url.starts_with("https://");
+        if !https && !self.url.starts_with("http://") {
+            return bad("the reporter URL must start with http:// or https://".into());
+        }
+        if https && !cfg!(feature = "rustls") {
+            return bad(
+                "reporting to an https:// URL needs the `rustls` feature of idp-analytics \
+                 (on by default; enable it again with `features = [\"rustls\"]`)"
+                    .into(),
+            );
         }
         if self.url.parse::<Uri>().is_err() {
             return bad("the reporter URL is not a valid URL".into());
@@ -221,37 +224,43 @@ fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
+/// Why a request got no answer: a TLS or protocol failure that retrying cannot fix pauses
+/// the sink (`pause`); the network, a timeout, retries.
+struct Unanswered {
+    pause: Option<PauseReason>,
+    detail: String,
+}
+
 /// Posts batches to a reporter endpoint.
 pub(crate) struct RestSink {
     /// Bodies are sent with gzip until the endpoint answers one `415`.
     gzip: std::sync::atomic::AtomicBool,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient<Full<Bytes>>,
     uri: Uri,
     authorization: HeaderValue,
     timeout: Duration,
 }
 
 impl RestSink {
-    pub(crate) fn new(connection: &Connection, target: &Target) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(connection.connect_timeout()));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        // Checked by `Target::validate` before the worker exists.
-        let uri = target.url.parse().unwrap_or_default();
+    /// The sink for `target`, its client made from `connection`'s settings (its TLS roots,
+    /// connect timeout, `TCP_NODELAY`). Fails on a target [`Target::validate`] refuses, or
+    /// on CA certificates that cannot be read.
+    pub(crate) fn new(connection: &Connection, target: &Target) -> Result<Self> {
+        let uri: Uri = target
+            .url
+            .parse()
+            .map_err(|_| Error::Config("the reporter URL is not a valid URL".into()))?;
+        let client = connection::http_client(&connection.settings(), &uri, POOL_IDLE_TIMEOUT)?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", target.token))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         authorization.set_sensitive(true);
-        Self {
+        Ok(Self {
             gzip: std::sync::atomic::AtomicBool::new(true),
             client,
             uri,
             authorization,
             timeout: connection.send_timeout() + connection.receive_timeout(),
-        }
+        })
     }
 
     /// Sends one batch and reads what the answer means. A `415` to a gzip body turns gzip
@@ -267,7 +276,14 @@ impl RestSink {
             answer = self.exchange(&json, false).await;
         }
         match answer {
-            Err(reason) => Reply::Retry(None, reason),
+            Err(Unanswered {
+                pause: Some(reason),
+                detail,
+            }) => Reply::Pause(reason, detail),
+            Err(Unanswered {
+                pause: None,
+                detail,
+            }) => Reply::Retry(None, detail),
             Ok((status, retry_after, body)) => {
                 interpret(status, retry_after.as_ref(), &body, events.len())
             }
@@ -279,7 +295,7 @@ impl RestSink {
         &self,
         json: &[u8],
         gzip: bool,
-    ) -> std::result::Result<(StatusCode, Option<HeaderValue>, Bytes), String> {
+    ) -> std::result::Result<(StatusCode, Option<HeaderValue>, Bytes), Unanswered> {
         let mut request = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, self.authorization.clone());
@@ -289,15 +305,22 @@ impl RestSink {
         } else {
             Bytes::copy_from_slice(json)
         };
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| format!("could not make the request: {e}"))?;
+        let request = request.body(Full::new(body)).map_err(|e| Unanswered {
+            pause: Some(PauseReason::Other),
+            detail: format!("could not make the request: {e}"),
+        })?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| format!("the reporter endpoint could not be reached: {e}"))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                let pause = match sink::classify_network(&e) {
+                    sink::Failure::Pause(reason) => Some(reason),
+                    _ => None,
+                };
+                let detail = format!(
+                    "the reporter endpoint could not be reached: {}",
+                    sink::chain_text(&e)
+                );
+                Unanswered { pause, detail }
+            })?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_ANSWER_BYTES)
                 .collect()
@@ -308,11 +331,12 @@ impl RestSink {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| {
-                format!(
+            .map_err(|_| Unanswered {
+                pause: None,
+                detail: format!(
                     "the reporter endpoint did not answer within {:?}",
                     self.timeout
-                )
+                ),
             })?
     }
 }
@@ -530,7 +554,12 @@ mod tests {
             url: "https://idp/events".into(),
             ..target.clone()
         };
-        assert!(https.validate(10).is_err());
+        assert_eq!(https.validate(10).is_ok(), cfg!(feature = "rustls"));
+        let ftp = Target {
+            url: "ftp://idp/events".into(),
+            ..target.clone()
+        };
+        assert!(ftp.validate(10).is_err());
         let empty = Target {
             token: String::new(),
             ..target

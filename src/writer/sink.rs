@@ -213,7 +213,7 @@ fn is_io(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// A failure to connect, to shake hands or to read an answer.
-fn classify_network(error: &(dyn std::error::Error + 'static)) -> Failure {
+pub(super) fn classify_network(error: &(dyn std::error::Error + 'static)) -> Failure {
     #[cfg(feature = "rustls")]
     {
         use crate::connection::tls;

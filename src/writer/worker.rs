@@ -66,14 +66,10 @@ pub(super) enum Outcome {
 }
 
 impl Worker {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, rest: Option<RestSink>) -> Self {
         let config = &shared.config;
         let backoff = Backoff::new(config.min_backoff, config.max_backoff);
         let sink = Sink::new(&shared.connection, &config.schema);
-        let rest = config
-            .report
-            .as_ref()
-            .map(|t| RestSink::new(&shared.connection, t));
         Self {
             shared,
             sink,

@@ -123,6 +123,7 @@ where
 pub mod app;
 pub mod cluster;
 pub mod proxy;
+pub mod tls;
 
 /// A new, empty directory under the system's temporary directory.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -33,6 +33,9 @@ pub enum Mode {
     DelayInserts(Duration),
     /// Answer each request with HTTP 500 this many times, then forward.
     Http500(u32),
+    /// Answer each request with HTTP 503 and `Retry-After` of the second number of seconds,
+    /// the first number of times, then forward.
+    Http503(u32, u64),
     /// Forward the request's head and this many bytes of its body (chunk framing
     /// included), then close both sides cleanly without passing on any answer; once, after
     /// which the proxy goes [`Mode::Down`].
@@ -48,6 +51,7 @@ pub struct Proxy {
     addr: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
     failures: Arc<Mutex<u32>>,
+    accepted: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl Proxy {
@@ -70,17 +74,20 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(watch::Sender::new(Mode::Forward));
         let failures = Arc::new(Mutex::new(0));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(serve(
             listener,
             addr,
             upstream,
             mode.clone(),
             failures.clone(),
+            accepted.clone(),
         ));
         Proxy {
             addr,
             mode,
             failures,
+            accepted,
         }
     }
 
@@ -99,9 +106,14 @@ impl Proxy {
         *self.failures.lock().unwrap()
     }
 
+    /// When each connection was accepted, in order.
+    pub fn accepted(&self) -> Vec<std::time::Instant> {
+        self.accepted.lock().unwrap().clone()
+    }
+
     /// Switches mode; connections open under the old mode are closed.
     pub fn set(&self, mode: Mode) {
-        if let Mode::Http500(n) = mode {
+        if let Mode::Http500(n) | Mode::Http503(n, _) = mode {
             *self.failures.lock().unwrap() = n;
         }
         self.mode.send_replace(mode);
@@ -114,8 +126,10 @@ async fn serve(
     upstream: SocketAddr,
     control: Arc<watch::Sender<Mode>>,
     failures: Arc<Mutex<u32>>,
+    accepted: Arc<Mutex<Vec<std::time::Instant>>>,
 ) {
     let mut mode = control.subscribe();
+    let accepted_log = accepted;
     loop {
         let current = mode.borrow_and_update().clone();
         if current == Mode::Down {
@@ -133,7 +147,9 @@ async fn serve(
         }
         tokio::select! {
             accepted = listener.accept() => {
+                let accepted_at = &accepted_log;
                 let Ok((client, _)) = accepted else { continue };
+                accepted_at.lock().unwrap().push(std::time::Instant::now());
                 let rx = mode.clone();
                 tokio::spawn(handle(client, upstream, current, rx, control.clone(), failures.clone()));
             }
@@ -168,7 +184,7 @@ async fn handle(
                     }
                 }
             }
-            Mode::Http500(_) => {
+            Mode::Http500(_) | Mode::Http503(..) => {
                 let fail = {
                     let mut left = failures.lock().unwrap();
                     let fail = *left > 0;
@@ -179,14 +195,32 @@ async fn handle(
                     forward(client, upstream, None, None).await;
                     return;
                 }
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf)).await;
-                let body = "Code: 1000. DB::Exception: injected failure";
-                let answer = format!(
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                if matches!(mode, Mode::Http503(..)) {
+                    // All of it: closing on unread bytes would reset the connection, and
+                    // the client might see the reset instead of the answer.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), read_request(&mut client))
+                        .await;
+                } else {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf))
+                        .await;
+                }
+                let answer = match mode {
+                    Mode::Http503(_, retry_after) => {
+                        let body = r#"{"message":"the analytics queue is full; retry later"}"#;
+                        format!(
+                            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    _ => {
+                        let body = "Code: 1000. DB::Exception: injected failure";
+                        format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                };
                 let _ = client.write_all(answer.as_bytes()).await;
                 let _ = client.shutdown().await;
             }
@@ -211,6 +245,29 @@ async fn handle(
     tokio::select! {
         () = work => {}
         _ = changes.changed() => {}
+    }
+}
+
+/// Reads one request with a `Content-Length` body, head and body.
+async fn read_request(client: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 
