@@ -532,3 +532,65 @@ async fn usage_ranges_that_end_in_2106() {
         }
     }
 }
+
+/// A connection of several servers whose first cannot be reached: every question is asked
+/// of the next, answers as a single server would, and that server is asked first from then
+/// on.
+#[tokio::test]
+async fn usage_goes_on_through_the_next_server_when_one_is_down() {
+    let schema = prepare_database!().await;
+    let now = SystemTime::now();
+    common::write(
+        &schema,
+        vec![
+            common::event_at(1, "search", now - 3 * DAY),
+            common::event_at(1, "export", now - DAY),
+            common::event_at(2, "search", now - 10 * DAY),
+        ],
+    )
+    .await;
+    // Nothing listens on port 1 of the loopback: the connection is refused.
+    let connection =
+        idp_analytics::Connection::builder_for(["http://127.0.0.1:1".to_owned(), common::url()])
+            .build()
+            .unwrap();
+    let usage = Usage::from_connection(&connection, schema.clone());
+    let single = Usage::new(common::client(), schema.clone());
+    let days = Days::ending(Day::today(), 30);
+
+    let got = usage.account(1, days).await.unwrap();
+    assert_eq!(got, single.account(1, days).await.unwrap());
+    assert_eq!(got.total_events, 2);
+    // The server that answered is asked first now: the next question needs no failover,
+    // and rhythms and the inactive list answer too.
+    let inactive = usage.inactive_accounts(now - 7 * DAY, &[]).await.unwrap();
+    assert_eq!(
+        inactive.iter().map(|a| a.account_id).collect::<Vec<_>>(),
+        [2]
+    );
+    let mut rhythms = usage
+        .rhythms(idp_analytics::usage::RhythmWindow::at(now))
+        .await
+        .unwrap();
+    let mut accounts = BTreeSet::new();
+    while let Some(rhythm) = rhythms.next().await.unwrap() {
+        accounts.insert(rhythm.account_id);
+    }
+    assert_eq!(accounts, BTreeSet::from([1, 2]));
+
+    // With every server down, the question fails as unreachable.
+    let down = idp_analytics::Connection::builder_for(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+        .build()
+        .unwrap();
+    let err = Usage::from_connection(&down, schema)
+        .account(1, days)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            idp_analytics::Error::ClickHouse(clickhouse::error::Error::Network(_))
+        ),
+        "{err:?}"
+    );
+}

@@ -5,7 +5,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -35,7 +35,10 @@ const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// fails with [`Error::TableMissing`].
 #[derive(Clone)]
 pub struct Usage {
-    client: clickhouse::Client,
+    /// One client per server, in the connection's order.
+    clients: Arc<[clickhouse::Client]>,
+    /// The server asked first: the last one that answered.
+    current: Arc<AtomicUsize>,
     /// The connection the client was made from, when it was.
     connection: Option<Connection>,
     schema: Schema,
@@ -197,9 +200,21 @@ impl Usage {
     ///
     /// Each question is bounded by the [query timeout](Self::with_query_timeout).
     pub fn new(client: clickhouse::Client, schema: Schema) -> Self {
+        Self::with_clients(vec![client], None, schema)
+    }
+
+    fn with_clients(
+        clients: Vec<clickhouse::Client>,
+        connection: Option<Connection>,
+        schema: Schema,
+    ) -> Self {
         Self {
-            client: client.with_validation(false),
-            connection: None,
+            clients: clients
+                .into_iter()
+                .map(|client| client.with_validation(false))
+                .collect(),
+            current: Arc::new(AtomicUsize::new(0)),
+            connection,
             schema,
             read_from: ReadFrom::Rollup,
             rollup_ready: Arc::new(AtomicBool::new(false)),
@@ -220,26 +235,66 @@ impl Usage {
     pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
         let secs = self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0);
-        self.client = self
-            .client
-            .with_setting("max_execution_time", secs.to_string());
+        self.clients = self
+            .clients
+            .iter()
+            .map(|client| {
+                client
+                    .clone()
+                    .with_setting("max_execution_time", secs.to_string())
+            })
+            .collect();
         self
     }
 
-    /// Runs one question, failing with [`Error::Timeout`] past the query timeout.
-    async fn timed<T>(&self, question: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.timeout, question)
+    /// Runs one question, failing with [`Error::Timeout`] past the query timeout. When the
+    /// server asked cannot be reached, the question is asked of the next one (of a
+    /// connection with several URLs), each at most once, and the one that answers is asked
+    /// first from then on.
+    pub(super) async fn timed<T, F, Q>(&self, question: Q) -> Result<T>
+    where
+        Q: Fn() -> F,
+        F: Future<Output = Result<T>>,
+    {
+        let servers = self.clients.len();
+        let asked = async {
+            let mut tries = 1;
+            loop {
+                let at = self.current.load(Ordering::Acquire);
+                match question().await {
+                    Err(Error::ClickHouse(clickhouse::error::Error::Network(e)))
+                        if tries < servers =>
+                    {
+                        tries += 1;
+                        let next = (at + 1) % servers;
+                        // Another question may have moved on already.
+                        let _ = self.current.compare_exchange(
+                            at,
+                            next,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        tracing::warn!(
+                            error = %crate::connection::redact_url(&e.to_string()),
+                            server = at,
+                            next,
+                            "ClickHouse server unreachable; asking the next one"
+                        );
+                    }
+                    answer => return answer,
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, asked)
             .await
             .unwrap_or(Err(Error::Timeout(self.timeout)))
     }
 
-    /// Answers from the tables of `schema`, over `connection` (its first URL, credentials,
-    /// TLS roots and pool of HTTP connections).
+    /// Answers from the tables of `schema`, over `connection`: its credentials, TLS roots
+    /// and pools of HTTP connections, and each of its URLs in turn while the one asked
+    /// cannot be reached.
     pub fn from_connection(connection: &Connection, schema: Schema) -> Self {
-        Self {
-            connection: Some(connection.clone()),
-            ..Self::new(connection.client(), schema)
-        }
+        Self::with_clients(connection.clients(), Some(connection.clone()), schema)
     }
 
     /// The connection this was made from ([`from_connection`](Self::from_connection)), with
@@ -259,9 +314,10 @@ impl Usage {
         &self.schema
     }
 
-    /// The ClickHouse client.
+    /// The ClickHouse client of the server asked first now (the first URL's until it could
+    /// not be reached).
     pub fn client(&self) -> &clickhouse::Client {
-        &self.client
+        &self.clients[self.current.load(Ordering::Acquire) % self.clients.len()]
     }
 
     /// Which table answers, as configured.
@@ -274,7 +330,7 @@ impl Usage {
             // A writer that started a moment ago may not have created it yet.
             if !self
                 .schema
-                .table_exists(&self.client, self.schema.table())
+                .table_exists(self.client(), self.schema.table())
                 .await?
             {
                 return Err(Error::TableMissing {
@@ -287,7 +343,7 @@ impl Usage {
             ReadFrom::Events => false,
             ReadFrom::Rollup if self.rollup_ready.load(Ordering::Acquire) => true,
             ReadFrom::Rollup => {
-                let ready = self.schema.rollup_ready(&self.client).await?;
+                let ready = self.schema.rollup_ready(self.client()).await?;
                 if ready {
                     self.rollup_ready.store(true, Ordering::Release);
                 } else {
@@ -309,12 +365,12 @@ impl Usage {
 
     /// One account's usage over `days`.
     pub async fn account(&self, account_id: u64, days: Days) -> Result<AccountUsage> {
-        self.timed(async {
+        self.timed(|| async {
             let src = self.source().await?;
             let (table, range) = (&src.table, src.in_range());
             let by_type = src
                 .bind_range(
-                    self.client
+                    self.client()
                         .query(&format!(
                             "SELECT event_type, {count} AS n, toUInt64(1) AS a FROM {table} \
                              WHERE account_id = ? AND {range} \
@@ -327,7 +383,7 @@ impl Usage {
                 .fetch_all::<TypeRow>();
             let per_day = src
                 .bind_range(
-                    self.client
+                    self.client()
                         .query(&format!(
                             "SELECT {day} AS d, {count} AS n FROM {table} \
                              WHERE account_id = ? AND {range} GROUP BY d ORDER BY d",
@@ -340,7 +396,7 @@ impl Usage {
                 .fetch_all::<DayRow>();
             let total = src
                 .bind_range(
-                    self.client
+                    self.client()
                         .query(&format!(
                             "SELECT {count}, {first}, {last} FROM {table} \
                              WHERE account_id = ? AND {range}",
@@ -373,7 +429,7 @@ impl Usage {
     /// range, in order, periods without activity included with 0. A week that begins before
     /// or ends after the range counts only its days within it.
     pub async fn active_accounts(&self, days: Days, period: Period) -> Result<Vec<ActiveAccounts>> {
-        self.timed(async {
+        self.timed(|| async {
             let src = self.source().await?;
             let bucket = match period {
                 Period::Day => src.day().to_owned(),
@@ -381,7 +437,7 @@ impl Usage {
             };
             let rows: Vec<PeriodRow> = src
                 .bind_range(
-                    self.client.query(&format!(
+                    self.client().query(&format!(
                         "SELECT {bucket} AS start, uniqExact(account_id) AS a FROM {table} \
                          WHERE {range} GROUP BY start ORDER BY start",
                         table = src.table,
@@ -421,11 +477,11 @@ impl Usage {
 
     /// The `limit` event types with the most events in `days`, most first (then by name).
     pub async fn top_event_types(&self, days: Days, limit: u64) -> Result<Vec<EventTypeCount>> {
-        self.timed(async {
+        self.timed(|| async {
             let src = self.source().await?;
             let rows: Vec<TypeRow> = src
                 .bind_range(
-                    self.client.query(&format!(
+                    self.client().query(&format!(
                         "SELECT event_type, {count} AS n, uniqExact(account_id) AS a FROM {table} \
                          WHERE {range} GROUP BY event_type ORDER BY n DESC, event_type LIMIT {limit}",
                         count = src.count(),
@@ -453,10 +509,10 @@ impl Usage {
         if event_types.is_empty() || per_type == 0 {
             return Ok(HashMap::new());
         }
-        self.timed(async {
+        self.timed(|| async {
             let (from, to) = days.seconds();
             let rows: Vec<SourcesRow> = self
-                .client
+                .client()
                 .query(&format!(
                     "SELECT event_type, \
                      arraySlice(arraySort(groupUniqArray(source)), 1, {per_type}) AS s \
@@ -480,11 +536,11 @@ impl Usage {
 
     /// The `limit` accounts with the most events in `days`, most first (then by account id).
     pub async fn top_accounts(&self, days: Days, limit: u64) -> Result<Vec<AccountActivity>> {
-        self.timed(async {
+        self.timed(|| async {
             let src = self.source().await?;
             let rows: Vec<ActivityRow> = src
                 .bind_range(
-                    self.client.query(&format!(
+                    self.client().query(&format!(
                         "SELECT account_id, {count} AS n, uniqExact({day}) AS d, {last} AS l \
                          FROM {table} WHERE {range} \
                          GROUP BY account_id ORDER BY n DESC, account_id LIMIT {limit}",
@@ -513,7 +569,7 @@ impl Usage {
 
     /// Events per day in `days` for each of `accounts` that had any, by account id.
     pub async fn events_per_day(&self, accounts: &[u64], days: Days) -> Result<Vec<AccountDays>> {
-        self.timed(async {
+        self.timed(|| async {
             if accounts.is_empty() {
                 return Ok(Vec::new());
             }
@@ -526,7 +582,7 @@ impl Usage {
                 .join(", ");
             let rows: Vec<AccountDayRow> = src
                 .bind_range(
-                    self.client.query(&format!(
+                    self.client().query(&format!(
                         "SELECT account_id, {day} AS d, {count} AS n FROM {table} \
                          WHERE account_id IN ({ids}) AND {range} \
                          GROUP BY account_id, d ORDER BY account_id, d",
@@ -560,10 +616,10 @@ impl Usage {
 
     /// Every account with an event, and its last event ever.
     pub async fn last_seen(&self) -> Result<HashMap<u64, SystemTime>> {
-        self.timed(async {
+        self.timed(|| async {
             let src = self.source().await?;
             let rows: Vec<LastSeenRow> = self
-                .client
+                .client()
                 .query(&format!(
                     "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
                     last = src.last(),
@@ -591,7 +647,7 @@ impl Usage {
             .collect::<Vec<_>>()
             .join(", ");
         let rows: Vec<LastSeenRow> = self
-            .client
+            .client()
             .query(&format!(
                 "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
                  GROUP BY account_id",
@@ -615,13 +671,13 @@ impl Usage {
         since: SystemTime,
         known: &[KnownAccount],
     ) -> Result<Vec<InactiveAccount>> {
-        self.timed(async {
+        self.timed(|| async {
             // `last < since` in whole seconds: a `since` with a fraction rounds up.
             let cutoff = ceil_seconds(since);
             if known.is_empty() {
                 let src = self.source().await?;
                 let rows: Vec<LastSeenRow> = self
-                    .client
+                    .client()
                     .query(&format!(
                         "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
                          HAVING l < ? ORDER BY l, account_id",
@@ -658,7 +714,7 @@ impl Usage {
         limit: usize,
     ) -> Result<InactivePage> {
         let limit = limit.max(1);
-        self.timed(async {
+        self.timed(|| async {
             let cutoff = ceil_seconds(since);
             let mut accounts = if known.is_empty() {
                 let src = self.source().await?;
@@ -673,7 +729,7 @@ impl Usage {
                     ""
                 };
                 let mut query = self
-                    .client
+                    .client()
                     .query(&format!(
                         "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id \
                          HAVING l < ?{resume} ORDER BY l, account_id LIMIT ?",
@@ -714,11 +770,11 @@ impl Usage {
 
     /// How many accounts [`inactive_accounts`](Self::inactive_accounts) would list.
     pub async fn count_inactive(&self, since: SystemTime, known: &[KnownAccount]) -> Result<u64> {
-        self.timed(async {
+        self.timed(|| async {
             if known.is_empty() {
                 let src = self.source().await?;
                 return Ok(self
-                    .client
+                    .client()
                     .query(&format!(
                         "SELECT count() FROM (SELECT account_id, {last} AS l FROM {table} \
                          GROUP BY account_id HAVING l < ?)",

@@ -400,33 +400,36 @@ impl Usage {
         if !(0.0..=1.0).contains(&weekend_share) {
             return Err(Error::Config("the weekend share must be in [0, 1]".into()));
         }
-        let src = self.source().await?;
-        let accounts: u64 = self
-            .client()
-            .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
-            .fetch_one()
-            .await?;
-        let every = accounts.div_ceil(window.chunk_accounts).max(1);
-        let sample = if every > 1 {
-            format!("intHash64(account_id) % {every} = 0")
-        } else {
-            "1".to_owned()
-        };
-        let inner = per_account_sql(&src, &window, false).replace("{accounts}", &sample);
-        let row: PriorRow = self
-            .client()
-            .query(&format!(
-                "SELECT count() AS accounts, toUInt32(quantileExact({quantile})(period)) AS period \
-                 FROM (SELECT toUInt32(if(weekend_days <= {weekend_share} * active_days, bq, gq) + 1) AS period \
-                       FROM ({inner}) WHERE active_days >= {min_active_days})"
-            ))
-            .fetch_one()
-            .await?;
-        Ok(Prior {
-            period_days: if row.accounts == 0 { 0 } else { row.period },
-            accounts: row.accounts,
-            sampled_one_in: every,
+        self.timed(|| async {
+            let src = self.source().await?;
+            let accounts: u64 = self
+                .client()
+                .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
+                .fetch_one()
+                .await?;
+            let every = accounts.div_ceil(window.chunk_accounts).max(1);
+            let sample = if every > 1 {
+                format!("intHash64(account_id) % {every} = 0")
+            } else {
+                "1".to_owned()
+            };
+            let inner = per_account_sql(&src, &window, false).replace("{accounts}", &sample);
+            let row: PriorRow = self
+                .client()
+                .query(&format!(
+                    "SELECT count() AS accounts, toUInt32(quantileExact({quantile})(period)) AS period \
+                     FROM (SELECT toUInt32(if(weekend_days <= {weekend_share} * active_days, bq, gq) + 1) AS period \
+                           FROM ({inner}) WHERE active_days >= {min_active_days})"
+                ))
+                .fetch_one()
+                .await?;
+            Ok(Prior {
+                period_days: if row.accounts == 0 { 0 } else { row.period },
+                accounts: row.accounts,
+                sampled_one_in: every,
+            })
         })
+        .await
     }
 
     /// Every account's [`Rhythm`] at `window.at`, computed in ClickHouse from the daily
@@ -436,15 +439,17 @@ impl Usage {
     /// counts whole when all its events so far are at or before it.
     pub async fn rhythms(&self, window: RhythmWindow) -> Result<Rhythms> {
         window.check()?;
-        let src = self.source().await?;
-
-        let (_, ranges) = self.account_ranges(&src, window.chunk_accounts).await?;
-        let sql = per_account_sql(&src, &window, true);
-        Ok(Rhythms {
-            client: self.client().clone(),
-            sql,
-            ranges: ranges.into_iter(),
-            cursor: None,
+        self.timed(|| async {
+            let src = self.source().await?;
+            let (_, ranges) = self.account_ranges(&src, window.chunk_accounts).await?;
+            let sql = per_account_sql(&src, &window, true);
+            Ok(Rhythms {
+                client: self.client().clone(),
+                sql,
+                ranges: ranges.into_iter(),
+                cursor: None,
+            })
         })
+        .await
     }
 }
