@@ -558,7 +558,24 @@ async fn usage_goes_on_through_the_next_server_when_one_is_down() {
     let single = Usage::new(common::client(), schema.clone());
     let days = Days::ending(Day::today(), 30);
 
+    // What an operator sees: one warning naming the server left and the one asked instead.
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Log(sink.clone()))
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let got = usage.account(1, days).await.unwrap();
+    drop(guard);
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("unreachable")).collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("server=http://127.0.0.1:1/")
+            && warnings[0].contains(&format!("next={}", common::url())),
+        "{logs}"
+    );
     assert_eq!(got, single.account(1, days).await.unwrap());
     assert_eq!(got.total_events, 2);
     // The server that answered is asked first now: the next question needs no failover,
@@ -593,4 +610,18 @@ async fn usage_goes_on_through_the_next_server_when_one_is_down() {
         ),
         "{err:?}"
     );
+}
+
+/// A log line sink for one test.
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -274,10 +274,17 @@ impl Usage {
                             Ordering::AcqRel,
                             Ordering::Acquire,
                         );
+                        let shown = |i: usize| {
+                            self.connection
+                                .as_ref()
+                                .and_then(|c| c.urls().nth(i))
+                                .map(crate::connection::redact_url)
+                                .unwrap_or_default()
+                        };
                         tracing::warn!(
-                            error = %crate::connection::redact_url(&e.to_string()),
-                            server = at,
-                            next,
+                            error = %e,
+                            server = %shown(at),
+                            next = %shown(next),
                             "ClickHouse server unreachable; asking the next one"
                         );
                     }
