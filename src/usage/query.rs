@@ -647,26 +647,29 @@ impl Usage {
         if accounts.is_empty() {
             return Ok(HashMap::new());
         }
-        let src = self.source().await?;
-        let ids = accounts
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows: Vec<LastSeenRow> = self
-            .client()
-            .query(&format!(
-                "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
-                 GROUP BY account_id",
-                last = src.last(),
-                table = src.table,
-            ))
-            .fetch_all()
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.account_id, unix(r.last)))
-            .collect())
+        self.timed(|| async {
+            let src = self.source().await?;
+            let ids = accounts
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows: Vec<LastSeenRow> = self
+                .client()
+                .query(&format!(
+                    "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
+                     GROUP BY account_id",
+                    last = src.last(),
+                    table = src.table,
+                ))
+                .fetch_all()
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.account_id, unix(r.last)))
+                .collect())
+        })
+        .await
     }
 
     /// Accounts with no event at or after `since`, with their last event: every account whose
