@@ -367,6 +367,105 @@ async fn detect_little_history_by_the_population() {
     assert!(!by_account(&on_thursday).contains_key(&NEW_TRIAL));
 }
 
+/// Accounts judged by how accounts like them came back: one-time buyers of whom a third came
+/// back after 10 days and none later.
+#[tokio::test]
+async fn detect_little_history_by_how_like_accounts_came_back() {
+    const QUIET: u64 = 10;
+    const SOON: u64 = 11;
+    const ALONE: u64 = 12;
+    let schema = prepare_database!().await;
+    let d = monday();
+    let today = d.days_since_epoch();
+    // A one-time buyer 12 days ago, one 8 days ago, and one who bought on three days in a
+    // row 100 days ago (no other account is like it).
+    common::write(
+        &schema,
+        vec![
+            on(QUIET, d.sub_days(12), 12),
+            on(SOON, d.sub_days(8), 12),
+            on(ALONE, d.sub_days(100), 12),
+            on(ALONE, d.sub_days(99), 12),
+            on(ALONE, d.sub_days(98), 12),
+        ],
+    )
+    .await;
+    // 200 one-time buyers, 60 to 159 days ago (2 a day); 100 who bought 150 days ago and
+    // came back 10 days later, then stopped.
+    common::client()
+        .query(&format!(
+            "INSERT INTO {table} (event_id, account_id, event_type, inserted_at, source, method, status, latency_us) \
+             SELECT generateUUIDv4(), account, 'buy', toDateTime(day * 86400 + 6 * 3600), '', 'GET', 200, 0 \
+             FROM ( \
+                SELECT 2000000 + number AS account, toUInt32({today} - 60 - number % 100) AS day \
+                FROM numbers(200) \
+                UNION ALL \
+                SELECT 3000000 + intDiv(number, 2), toUInt32({today} - 150 + 10 * (number % 2)) \
+                FROM numbers(200) \
+             )",
+            table = schema.qualified_table(),
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let usage = Usage::new(common::client(), schema.clone());
+
+    let detector = Detector::default();
+    let prior = detector.prior(&usage, at()).await.unwrap().unwrap();
+    // No account has a rhythm of its own.
+    assert_eq!(prior.accounts, 0);
+    assert_eq!(prior.returns.spells(), 200 + 2 * 100 + 2 + 3);
+    let one_time = idp_analytics::usage::Like::of(1, d, d);
+    let soon = prior.returns.at(one_time, 8, 0.1).unwrap();
+    // A third of the one-time buyers quiet for more than 8 days came back (within 90 days).
+    assert!((soon.chance - 100.0 / 301.0).abs() < 1e-9, "{soon:?}");
+    assert_eq!((soon.spells, soon.fell_below_at), (301, None));
+    let late = prior.returns.at(one_time, 12, 0.1).unwrap();
+    assert_eq!(
+        (late.chance, late.spells, late.fell_below_at),
+        (0.0, 200, Some(10))
+    );
+
+    let findings = detector.detect(&usage, at(), &[]).await.unwrap();
+    let found = by_account(&findings);
+    let quiet = found[&QUIET];
+    assert_eq!(quiet.reason, Reason::Silent);
+    assert_eq!(quiet.basis, Some(Basis::ReturnChance));
+    assert_eq!(quiet.limit_days, Some(10));
+    assert_eq!(quiet.return_chance, Some(0.0));
+    assert_eq!(quiet.like_spells, Some(200));
+    assert_eq!(
+        quiet.explanation,
+        "1 active day; silent 11 days; accounts like it came back within 90 days of so long \
+         a silence 0% of the time (200 seen)"
+    );
+    // Silent 8 days: a third of those like it came back, so it is not flagged.
+    assert!(!found.contains_key(&SOON), "{:?}", found.get(&SOON));
+    // The one-time buyers of long ago are flagged, and those who came back after 10 days
+    // and stopped (none of the 100 like them came back again). The account no other is
+    // like has too few spells to tell: with no account with a rhythm of its own either, the
+    // fixed threshold judges it.
+    assert_eq!(found[&2_000_000].basis, Some(Basis::ReturnChance));
+    assert_eq!(found[&3_000_000].basis, Some(Basis::ReturnChance));
+    assert_eq!(
+        found[&3_000_000].explanation,
+        "2 active days, about one every 8 to 15 days; silent 140 days; accounts like it came \
+         back within 90 days of a silence of 110 days 0% of the time (100 seen)"
+    );
+    assert_eq!(found[&ALONE].basis, Some(Basis::Fixed));
+
+    // Without return chances, the fixed week judges both.
+    let fixed = Detector::default()
+        .with_return_chance(None)
+        .detect(&usage, at(), &[])
+        .await
+        .unwrap();
+    let found = by_account(&fixed);
+    for id in [QUIET, SOON] {
+        assert_eq!(found[&id].basis, Some(Basis::Fixed), "{:?}", found[&id]);
+    }
+}
+
 #[tokio::test]
 async fn detect_refuses_bad_parameters() {
     let schema = prepare_database!().await;
@@ -380,6 +479,8 @@ async fn detect_refuses_bad_parameters() {
         Detector::default().with_fixed_threshold(Duration::ZERO),
         Detector::default().with_prior_quantile(Some(0.0)),
         Detector::default().with_prior_quantile(Some(1.5)),
+        Detector::default().with_return_chance(Some(0.0)),
+        Detector::default().with_return_chance(Some(1.0)),
     ] {
         let err = bad.detect(&usage, at(), &[]).await.unwrap_err();
         assert!(matches!(err, idp_analytics::Error::Config(_)), "{err}");

@@ -176,8 +176,8 @@ impl CanaryFamily {
                 spent.2,
                 spent.0.as_secs_f64() * 1e3 / f64::from(spent.2),
                 spent.1.as_secs_f64() * 1e3 / f64::from(spent.2),
-                prior.map_or(0, |p| p.period_days),
-                prior.map_or(0, |p| p.accounts),
+                prior.as_ref().map_or(0, |p| p.period_days),
+                prior.as_ref().map_or(0, |p| p.accounts),
                 prior_time.as_secs_f64() * 1e3,
                 rhythms_time.as_secs_f64() * 1e3,
             );
@@ -207,28 +207,60 @@ impl Detector for Canary {
     }
 }
 
-/// The adaptive detectors every run measures: the default; the default with other gap
-/// factors (how many times its usual period an account must be silent), for the
-/// false-alarm budget table; and, as the family `canary-fixed-fallback`, the default and
-/// its gap factors with the fixed threshold instead of the population's rhythm for
-/// accounts with too little history. `REPLAY_CANARY_FACTORS` (comma-separated) replaces
-/// the factors; empty runs the defaults only; `REPLAY_CANARY=off` runs none.
+/// The adaptive detectors every run measures:
+///
+/// - the default (`canary`), and the default with other gap factors (how many times its
+///   usual period an account must be silent) and other return chances (below which share of
+///   like accounts coming back an account with too little history is flagged): `canary-xF`
+///   and `canary-xF-cC`, for the false-alarm budget table;
+/// - as the family `canary-period`, the default and its gap factors without return chances:
+///   accounts with too little history judged by the population's period alone (the default
+///   of the previous version);
+/// - as the family `canary-fixed-fallback`, the same with the fixed threshold instead (the
+///   first version).
+///
+/// `REPLAY_CANARY_FACTORS` and `REPLAY_CANARY_CHANCES` (comma-separated) replace the
+/// factors and the chances; empty runs the defaults only; `REPLAY_CANARY=off` runs none.
 pub(crate) fn canary_variants() -> Vec<(String, String, Rule)> {
     if std::env::var("REPLAY_CANARY").is_ok_and(|v| v == "off") {
         return Vec::new();
     }
-    let factors =
-        std::env::var("REPLAY_CANARY_FACTORS").unwrap_or_else(|_| "1,1.5,2.5,3,4,5,6,8".into());
-    let factors: Vec<f64> = factors
-        .split(',')
-        .filter_map(|f| f.trim().parse::<f64>().ok())
-        .collect();
-    let mut out = Vec::new();
+    let list = |name: &str, default: &str| -> Vec<f64> {
+        std::env::var(name)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .filter_map(|f| f.trim().parse::<f64>().ok())
+            .collect()
+    };
+    let factors = list("REPLAY_CANARY_FACTORS", "1,1.5,2.5,3,3.5,4,5,6,8");
+    let chances = list("REPLAY_CANARY_CHANCES", "0.03,0.05,0.2");
+    let default_chance = 0.1;
+    let mut out = vec![("canary".to_owned(), "canary".to_owned(), Rule::default())];
+    for &factor in &factors {
+        out.push((
+            format!("canary-x{factor}"),
+            "canary".to_owned(),
+            Rule::default().with_gap_factor(factor),
+        ));
+    }
+    for &chance in chances.iter().filter(|&&c| c != default_chance) {
+        for &factor in [2.0].iter().chain(&factors) {
+            out.push((
+                format!("canary-x{factor}-c{chance}"),
+                "canary".to_owned(),
+                Rule::default()
+                    .with_gap_factor(factor)
+                    .with_return_chance(Some(chance)),
+            ));
+        }
+    }
     for (family, rule) in [
-        ("canary", Rule::default()),
+        ("canary-period", Rule::default().with_return_chance(None)),
         (
             "canary-fixed-fallback",
-            Rule::default().with_prior_quantile(None),
+            Rule::default()
+                .with_return_chance(None)
+                .with_prior_quantile(None),
         ),
     ] {
         out.push((family.to_owned(), family.to_owned(), rule.clone()));

@@ -77,6 +77,9 @@ struct FixedPoint {
     score: metrics::Score,
 }
 
+/// The fixed thresholds the budget table sweeps: 1 to this many days.
+const FIXED_SWEEP_DAYS: u32 = 365;
+
 fn env_u(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
         Ok(v) => Ok(v
@@ -252,7 +255,7 @@ fn score(dir: &Path) -> Result<()> {
         let score = metrics::score(&spells, &flags, meta.end_day);
         scored.push(Scored { detector, score });
     }
-    let sweep: Vec<FixedPoint> = (1..=180)
+    let sweep: Vec<FixedPoint> = (1..=FIXED_SWEEP_DAYS)
         .map(|days| FixedPoint {
             days,
             score: metrics::score(

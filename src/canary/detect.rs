@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     error::{Error, Result},
-    usage::{KnownAccount, Prior, Rhythm, RhythmWindow, Usage},
+    usage::{KnownAccount, Like, Prior, Rhythm, RhythmWindow, Usage},
 };
 
 const DAY: u64 = 86_400;
@@ -43,6 +43,9 @@ pub enum Basis {
     /// Too little history of its own: the usual period of the accounts that have a rhythm
     /// (or its own longest gap, when longer), in the days of its basis.
     Population,
+    /// Too little history of its own: how often accounts like it (as many active days, a
+    /// like pace) came back after a silence as long, in calendar days.
+    ReturnChance,
     /// The fixed threshold: too little history for a rhythm, or a fixed detector.
     Fixed,
 }
@@ -94,6 +97,12 @@ pub struct Finding {
     pub recent_active_days: Option<u32>,
     /// Active days in the baseline window.
     pub baseline_active_days: Option<u32>,
+    /// The share of the quiet spells of accounts like it, as long as its silence, that ended
+    /// with a return within the history's length ([`Basis::ReturnChance`]).
+    pub return_chance: Option<f64>,
+    /// The quiet spells of accounts like it, as long as its silence, that share was measured
+    /// on.
+    pub like_spells: Option<u64>,
 }
 
 impl Finding {
@@ -115,6 +124,8 @@ impl Finding {
             baseline_per_day: None,
             recent_active_days: None,
             baseline_active_days: None,
+            return_chance: None,
+            like_spells: None,
         }
     }
 }
@@ -132,12 +143,23 @@ impl Finding {
 /// **Too little history.** An account with fewer than
 /// [`min_active_days`](Self::with_min_active_days) in its history (a new account, a one-shot
 /// trial, an account whose activity is older than the history) has no rhythm of its own. It
-/// is judged by the population's instead, an empirical-Bayes fallback: its period is the
-/// median period of the accounts that have a rhythm (the
-/// [prior quantile](Self::with_prior_quantile), measured in ClickHouse at each check by
-/// [`Usage::rhythm_prior`]), or its own longest gap plus one when that is longer, and the
-/// same gap factor and floor apply. Without a prior (none configured, or no account with a
-/// rhythm yet), the [fixed threshold](Self::with_fixed_threshold) judges it.
+/// is judged by the population's instead, an empirical-Bayes fallback, in two steps:
+///
+/// 1. By how often accounts like it came back ([`Usage::return_chances`]): accounts with as
+///    many active days of all time and a like pace (a [`Like`] group), after a silence as
+///    long as its own. Once fewer than [`return_chance`](Self::with_return_chance) of them
+///    came back within the history's length (90 days), at this silence or a shorter one, it
+///    is flagged (and at least the floor); while more did, it is not. Purchases come in
+///    bursts: a customer who bought twice in a week and a customer who bought twice in six
+///    months are told apart, and a one-time buyer is flagged when one-time buyers stop
+///    coming back, not after a period measured on regular ones.
+/// 2. Where the population has too few spells like its own to tell (a new service, a
+///    silence longer than any measured), by the population's period: the median period of
+///    the accounts that have a rhythm (the [prior quantile](Self::with_prior_quantile),
+///    measured in ClickHouse at each check by [`Usage::rhythm_prior`]), or its own longest
+///    gap plus one when that is longer, with the same gap factor and floor. Without it
+///    (none configured, or no account with a rhythm yet), the
+///    [fixed threshold](Self::with_fixed_threshold) judges it.
 ///
 /// **Declining.** An account active in the recent window, with at least
 /// [`min_baseline_events`](Self::with_min_baseline_events) on at least
@@ -162,6 +184,7 @@ pub struct Detector {
     floor_days: u32,
     min_active_days: u32,
     prior_quantile: Option<f64>,
+    return_chance: Option<f64>,
     weekend_share: f64,
     decline_ratio: f64,
     min_baseline_events: u64,
@@ -182,6 +205,7 @@ impl Default for Detector {
             floor_days: 3,
             min_active_days: 3,
             prior_quantile: Some(0.5),
+            return_chance: Some(0.1),
             weekend_share: 0.05,
             decline_ratio: 0.25,
             min_baseline_events: 20,
@@ -269,6 +293,16 @@ impl Detector {
         self
     }
 
+    /// How an account with fewer than [`min_active_days`](Self::with_min_active_days) is
+    /// judged first: `Some(c)` by how often accounts like it came back after a silence as
+    /// long (see [`Usage::return_chances`]), flagged once fewer than `c` of them came back
+    /// within the history's length; `None` by the population's period (or the fixed
+    /// threshold) alone. `c` must be in (0, 1). Default: `Some(0.1)`.
+    pub fn with_return_chance(mut self, chance: Option<f64>) -> Self {
+        self.return_chance = chance;
+        self
+    }
+
     /// The largest share of weekend days among an account's active days for it to be
     /// judged in weekdays. Default: 0.05.
     pub fn with_weekend_share(mut self, share: f64) -> Self {
@@ -333,6 +367,11 @@ impl Detector {
             && !(q > 0.0 && q <= 1.0)
         {
             return bad("the prior quantile must be in (0, 1]");
+        }
+        if let Some(c) = self.return_chance
+            && !(c > 0.0 && c < 1.0)
+        {
+            return bad("the return chance must be in (0, 1)");
         }
         if !(self.decline_ratio.is_finite() && (0.0..1.0).contains(&self.decline_ratio)) {
             return bad("the decline ratio must be in [0, 1)");
@@ -406,23 +445,33 @@ impl Detector {
         Ok(findings)
     }
 
-    /// The population's rhythm at `at`, which judges the accounts with too little history
-    /// of their own: `None` for a fixed detector, without a
-    /// [prior quantile](Self::with_prior_quantile), or while no account has a rhythm.
+    /// The population's rhythm and return chances at `at`, which judge the accounts with
+    /// too little history of their own: `None` for a fixed detector, or with neither a
+    /// [prior quantile](Self::with_prior_quantile) nor a
+    /// [return chance](Self::with_return_chance), or while no account has a rhythm and no
+    /// group enough spells.
     pub async fn prior(&self, usage: &Usage, at: SystemTime) -> Result<Option<Prior>> {
         self.check()?;
-        let Some(quantile) = self.prior_quantile.filter(|_| self.adaptive) else {
+        if !self.adaptive {
             return Ok(None);
+        }
+        let mut prior = match self.prior_quantile {
+            Some(quantile) => {
+                usage
+                    .rhythm_prior(
+                        self.window(at),
+                        self.min_active_days,
+                        self.weekend_share,
+                        quantile,
+                    )
+                    .await?
+            }
+            None => Prior::default(),
         };
-        let prior = usage
-            .rhythm_prior(
-                self.window(at),
-                self.min_active_days,
-                self.weekend_share,
-                quantile,
-            )
-            .await?;
-        Ok((prior.accounts > 0).then_some(prior))
+        if self.return_chance.is_some() {
+            prior.returns = usage.return_chances(self.window(at)).await?;
+        }
+        Ok((prior.accounts > 0 || !prior.returns.is_empty()).then_some(prior))
     }
 
     /// Judges one account's rhythm at `at`: silent first, then declining. `prior` (from
@@ -432,7 +481,29 @@ impl Detector {
         let silence = at.duration_since(r.last_seen).unwrap_or_default();
         let silent_days = silence.as_secs() / DAY;
         let few = r.active_days < self.min_active_days;
+        // A return chance may spare an account the silent check, or flag it.
+        let mut spared = false;
+        if self.adaptive
+            && few
+            && let (Some(below), Some(p)) = (self.return_chance, prior)
+        {
+            let since = r.calendar.current + 1;
+            let like = Like::of(r.all_active_days, r.first_day, r.last_day);
+            if let Some(c) = p.returns.at(like, since, below) {
+                match c.fell_below_at {
+                    Some(at_days) if since >= at_days.max(self.floor_days) => {
+                        let limit = at_days.max(self.floor_days);
+                        return Some(self.unlikely_back(r, like, &c, p, since, limit, silent_days));
+                    }
+                    Some(_) => spared = true,
+                    None => spared = since <= c.measured_days,
+                }
+            }
+        }
         let prior = prior.filter(|p| p.period_days > 0 && self.prior_quantile.is_some());
+        if spared {
+            return self.declining(r, silent_days);
+        }
         if !self.adaptive || (few && prior.is_none()) {
             if silence < self.fixed {
                 return None;
@@ -524,6 +595,52 @@ impl Detector {
             f.limit_days = Some(limit);
             return Some(f);
         }
+        self.declining(r, silent_days)
+    }
+
+    /// The finding of an account that accounts like it seldom came back from so long a
+    /// silence.
+    #[allow(clippy::too_many_arguments)]
+    fn unlikely_back(
+        &self,
+        r: &Rhythm,
+        like: Like,
+        c: &crate::usage::Chance,
+        p: &Prior,
+        since: u32,
+        limit: u32,
+        silent_days: u64,
+    ) -> Finding {
+        let within = p.returns.within_days();
+        let mut f = Finding::new(
+            r.account_id,
+            Reason::Silent,
+            format!(
+                "{like}; silent {silent_days} {}; accounts like it came back within {within} \
+                 days of {} {}% of the time ({} seen)",
+                plural(silent_days, "day", "days"),
+                if c.silent_days < since {
+                    format!("a silence of {} days", c.silent_days)
+                } else {
+                    "so long a silence".to_owned()
+                },
+                trim(c.chance * 100.0),
+                c.spells,
+            ),
+            f64::from(since) / f64::from(limit),
+        );
+        f.last_seen = Some(r.last_seen);
+        f.silent_days = Some(silent_days);
+        f.basis = Some(Basis::ReturnChance);
+        f.limit_days = Some(limit);
+        f.longest_gap_days = Some(r.calendar.longest);
+        f.return_chance = Some((c.chance * 1000.0).round() / 1000.0);
+        f.like_spells = Some(c.spells);
+        f
+    }
+
+    /// The declining check, for an account that is not silent.
+    fn declining(&self, r: &Rhythm, silent_days: u64) -> Option<Finding> {
         if r.recent_active_days == 0
             || r.baseline_events < self.min_baseline_events
             || r.baseline_active_days < self.min_baseline_active_days

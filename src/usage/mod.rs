@@ -48,11 +48,13 @@
 
 mod day;
 mod query;
+mod returns;
 mod rhythm;
 mod types;
 
 pub use day::{Day, Days};
 pub use query::Usage;
+pub use returns::{Chance, Like, MIN_SPELLS, ReturnChances};
 pub use rhythm::{CHUNK_ACCOUNTS, Gaps, Prior, Rhythm, RhythmWindow, Rhythms};
 pub use types::{
     AccountActivity, AccountDays, AccountUsage, ActiveAccounts, DayCount, EventTypeCount,

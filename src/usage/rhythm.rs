@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{
     day::{Day, ceil_seconds, unix},
     query::Usage,
+    returns::ReturnChances,
 };
 use crate::error::{Error, Result};
 
@@ -138,6 +139,11 @@ pub struct Rhythm {
     pub baseline_events: u64,
     /// Active days in the baseline window.
     pub baseline_active_days: u32,
+    /// Active days of all time up to the evaluation time (in the history only, for the
+    /// rows [`Usage::rhythm_prior`] reads).
+    pub all_active_days: u32,
+    /// The day of its first event (of all time, as `all_active_days`).
+    pub first_day: Day,
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -157,6 +163,8 @@ struct RhythmRow {
     recent_active_days: u32,
     baseline_events: u64,
     baseline_active_days: u32,
+    all_active_days: u32,
+    first_day: u16,
 }
 
 impl From<RhythmRow> for Rhythm {
@@ -181,6 +189,8 @@ impl From<RhythmRow> for Rhythm {
             recent_active_days: r.recent_active_days,
             baseline_events: r.baseline_events,
             baseline_active_days: r.baseline_active_days,
+            all_active_days: r.all_active_days,
+            first_day: Day::from_days_since_epoch(u32::from(r.first_day)),
         }
     }
 }
@@ -188,7 +198,7 @@ impl From<RhythmRow> for Rhythm {
 /// The usual period of the accounts that have a rhythm of their own: what an account with too
 /// little history of its own is judged by (an empirical-Bayes prior). Made by
 /// [`Usage::rhythm_prior`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Prior {
     /// The usual period, in the days of each account's basis (calendar days or weekdays):
@@ -198,16 +208,26 @@ pub struct Prior {
     pub accounts: u64,
     /// It was measured on one account in this many (1: on every account).
     pub sampled_one_in: u64,
+    /// How often accounts like one came back after a silence as long as its own (empty
+    /// unless asked for: see [`Usage::return_chances`]).
+    pub returns: ReturnChances,
 }
 
 impl Prior {
-    /// A prior from a known period, measured on `accounts` accounts.
+    /// A prior from a known period, measured on `accounts` accounts, without return chances.
     pub fn new(period_days: u32, accounts: u64) -> Self {
         Self {
             period_days,
             accounts,
             sampled_one_in: 1,
+            returns: ReturnChances::default(),
         }
+    }
+
+    /// The same prior with `returns` as its return chances.
+    pub fn with_returns(mut self, returns: ReturnChances) -> Self {
+        self.returns = returns;
+        self
     }
 }
 
@@ -298,9 +318,11 @@ fn per_account_sql(src: &super::query::Source, window: &RhythmWindow, all_time: 
             toUInt32(if(empty(gb), 0, arrayReduce('max', gb))) AS bl, \
             toUInt32(greatest(0, toInt64({ti}) - toInt64({li}) - 1)) AS bn, \
             recent_events, toUInt32(recent_days) AS recent_active_days, \
-            baseline_events, toUInt32(baseline_days) AS baseline_active_days \
+            baseline_events, toUInt32(baseline_days) AS baseline_active_days, \
+            all_days AS all_active_days, toUInt16(first_d) AS first_day \
          FROM ( \
             SELECT account_id, max(last) AS last, toUInt32(max(day)) AS last_d, \
+                toUInt32(count()) AS all_days, toUInt32(min(day)) AS first_d, \
                 arraySort(groupArrayIf(toUInt32(day), day >= {history})) AS ds, \
                 arrayMap(d -> toInt64{wi}, ds) AS bs, \
                 arrayMap((a, b) -> toInt64(b) - toInt64(a) - 1, arrayPopBack(ds), arrayPopFront(ds)) AS gc, \
@@ -377,6 +399,27 @@ impl Usage {
         Ok((spread.accounts, ranges))
     }
 
+    /// One account in about `accounts / chunk_accounts`, chosen by a hash of its id, as a
+    /// condition on `account_id`, and that number (1: every account).
+    pub(super) async fn sample(
+        &self,
+        src: &super::query::Source,
+        chunk_accounts: u64,
+    ) -> Result<(u64, String)> {
+        let accounts: u64 = self
+            .client()
+            .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
+            .fetch_one()
+            .await?;
+        let every = accounts.div_ceil(chunk_accounts).max(1);
+        let sample = if every > 1 {
+            format!("intHash64(account_id) % {every} = 0")
+        } else {
+            "1".to_owned()
+        };
+        Ok((every, sample))
+    }
+
     /// The usual period of the accounts with a rhythm of their own at `window.at`: the
     /// `quantile` (in (0, 1]; 0.5 is the median account) of the periods (the
     /// [gap quantile](RhythmWindow::quantile) plus one) of the accounts with at least
@@ -402,17 +445,7 @@ impl Usage {
         }
         self.timed(|| async {
             let src = self.source().await?;
-            let accounts: u64 = self
-                .client()
-                .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
-                .fetch_one()
-                .await?;
-            let every = accounts.div_ceil(window.chunk_accounts).max(1);
-            let sample = if every > 1 {
-                format!("intHash64(account_id) % {every} = 0")
-            } else {
-                "1".to_owned()
-            };
+            let (every, sample) = self.sample(&src, window.chunk_accounts).await?;
             let inner = per_account_sql(&src, &window, false).replace("{accounts}", &sample);
             let row: PriorRow = self
                 .client()
@@ -427,6 +460,7 @@ impl Usage {
                 period_days: if row.accounts == 0 { 0 } else { row.period },
                 accounts: row.accounts,
                 sampled_one_in: every,
+                returns: ReturnChances::default(),
             })
         })
         .await
