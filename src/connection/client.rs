@@ -177,27 +177,25 @@ mod tests {
     #[cfg(feature = "rustls")]
     #[test]
     fn https_targets_read_the_same_roots() {
-        let settings = crate::Connection::builder("http://127.0.0.1:8123")
-            .with_platform_roots(false)
-            .with_ca_file("/nonexistent/ca.pem");
-        let err = http_client::<String>(
-            &settings,
-            &target("https://idp/secret-path"),
-            POOL_IDLE_TIMEOUT,
-        )
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
-        let settings =
-            crate::Connection::builder("http://127.0.0.1:8123").with_platform_roots(false);
-        let err = http_client::<String>(
-            &settings,
-            &target("https://idp/secret-path"),
-            POOL_IDLE_TIMEOUT,
-        )
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains("no trusted root"), "{err}");
+        let base =
+            || crate::Connection::builder("http://127.0.0.1:8123").with_platform_roots(false);
+        for (settings, expected) in [
+            (
+                base().with_ca_file("/nonexistent/ca.pem"),
+                "/nonexistent/ca.pem",
+            ),
+            (base(), "no trusted root"),
+        ] {
+            let err = http_client::<String>(
+                &settings,
+                &target("https://idp/secret-path"),
+                POOL_IDLE_TIMEOUT,
+            )
+            .err()
+            .unwrap();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        let settings = base();
         // An http:// target reads no root at all.
         assert!(
             http_client::<String>(&settings, &target("http://idp/"), POOL_IDLE_TIMEOUT).is_ok()

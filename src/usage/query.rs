@@ -581,12 +581,7 @@ impl Usage {
                 return Ok(Vec::new());
             }
             let src = self.source().await?;
-            // Numbers cannot inject anything; a literal list lets ClickHouse use the primary key.
-            let ids = accounts
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let ids = id_list(accounts);
             let rows: Vec<AccountDayRow> = src
                 .bind_range(
                     self.client().query(&format!(
@@ -649,11 +644,7 @@ impl Usage {
         }
         self.timed(|| async {
             let src = self.source().await?;
-            let ids = accounts
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let ids = id_list(accounts);
             let rows: Vec<LastSeenRow> = self
                 .client()
                 .query(&format!(
@@ -803,6 +794,16 @@ impl Usage {
 }
 
 /// The inactive accounts among `seen` (last event per account) and `known`.
+/// Account ids as a literal SQL list (`1, 2, 3`): numbers cannot inject anything, and a
+/// literal list lets ClickHouse use the primary key.
+fn id_list(accounts: &[u64]) -> String {
+    accounts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn inactive(
     seen: &HashMap<u64, SystemTime>,
     since: SystemTime,
