@@ -18,7 +18,8 @@
 //!   cluster ([`Topology::Cluster`](crate::schema::Topology)) it inserts through the
 //!   `Distributed` table with `insert_distributed_sync = 1`, so a batch is acknowledged once
 //!   every shard has its rows, and a retried batch is dropped by each shard as an identical
-//!   block; a replica gone read-only (ZooKeeper away, code 242) is retried without a pause;
+//!   block; a replica gone read-only (ZooKeeper away, code 242) and a shard none of whose
+//!   replicas can be reached (codes 279 and 32) are retried without a pause;
 //! - sets batches ClickHouse refuses as bad data (by a known error code) aside in a
 //!   dead-letter file, and pauses on every other error it cannot retry past: credentials,
 //!   the table, TLS, an answer that is not ClickHouse's, an unknown code. A paused writer

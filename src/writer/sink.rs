@@ -129,6 +129,7 @@ const BAD_DATA_CODES: &[u32] = &[
 /// ClickHouse error codes that pass by themselves: retried with backoff, without pausing.
 const TRANSIENT_CODES: &[u32] = &[
     3,    // UNEXPECTED_END_OF_FILE (a body cut on the way)
+    32,   // ATTEMPT_TO_READ_AFTER_EOF (a Distributed insert whose shard's server died mid-way)
     159,  // TIMEOUT_EXCEEDED
     160,  // TOO_SLOW
     173,  // CANNOT_ALLOCATE_MEMORY
@@ -143,6 +144,7 @@ const TRANSIENT_CODES: &[u32] = &[
     242,  // TABLE_IS_READ_ONLY (a replica without Keeper, for now)
     243,  // NOT_ENOUGH_SPACE
     252,  // TOO_MANY_PARTS
+    279,  // ALL_CONNECTION_TRIES_FAILED (a Distributed table cannot reach any replica of a shard)
     285,  // TOO_FEW_LIVE_REPLICAS
     319,  // UNKNOWN_STATUS_OF_INSERT
     394,  // QUERY_WAS_CANCELLED
@@ -530,6 +532,23 @@ mod tests {
     #[test]
     fn classifies_failures() {
         let bad = |m: &str| Error::ClickHouse(clickhouse::error::Error::BadResponse(m.into()));
+        // 18.16's answer to an insert into a Distributed table while both replicas of a
+        // shard are down: retried until the shard is back, not a pause.
+        assert_eq!(
+            classify(&bad(
+                "Code: 279, e.displayText() = DB::NetException: All connection tries failed. \
+                 Log: \n\nCode: 210, e.displayText() = DB::NetException: Connection refused \
+                 (127.0.0.1:9000)"
+            )),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify(&bad(
+                "Code: 32, e.displayText() = DB::Exception: Attempt to read after eof: \
+                 while receiving packet from 127.0.0.1:9000"
+            )),
+            Failure::Transient
+        );
         assert_eq!(
             classify(&bad("Code: 53, DB::Exception: Type mismatch")),
             Failure::BadData
