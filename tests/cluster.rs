@@ -15,7 +15,7 @@ use std::{
 
 use common::cluster::{self, SERIAL, Server};
 use idp_analytics::{
-    Analytics, Event, InactivityWatch, KnownAccount, Notification, Usage,
+    Analytics, Event, InactivityWatch, KnownAccount, Notification, Stats, Usage,
     schema::Schema,
     usage::{Day, Days, Period},
 };
@@ -272,6 +272,237 @@ async fn zookeeper_away_for_30_s_pauses_the_writer_and_loses_nothing() {
     );
     check_shards(&servers, &schema).await;
     assert_eq!(counts(&servers[3], &schema).await, (sent, sent, sent));
+    std::fs::remove_dir_all(spool).ok();
+}
+
+/// The stats of `analytics` at the end of every second of `d`.
+async fn stats_each_second(analytics: &Analytics, d: Duration) -> Vec<Stats> {
+    let mut seen = Vec::new();
+    for _ in 0..d.as_secs() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        seen.push(analytics.stats());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_shard_down_for_15_s_keeps_the_events_and_fails_questions() {
+    let _serial = SERIAL.lock().await;
+    let schema = cluster::database("shard_away").await;
+    let servers = cluster::servers().await;
+    let spool = common::temp_dir("cluster-shard");
+    // Shard 2's servers first: the server the writer talks to stays up, and sends shard 1's
+    // rows on to shard 1's servers, which are both down for a while.
+    let urls = urls_from(&servers, 2);
+    let analytics = Analytics::builder(urls[0].clone())
+        .with_urls(urls)
+        .with_schema(schema.clone())
+        .with_spool_dir(&spool)
+        .with_flush_interval(Duration::from_millis(200))
+        .with_backoff(Duration::from_millis(100), Duration::from_secs(2))
+        .with_receive_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let producer = {
+        let analytics = analytics.clone();
+        tokio::spawn(async move {
+            // About 30 s of load: 100 events every 100 ms, over accounts 1..=200 (both
+            // shards hold some: checked below).
+            let mut sent: BTreeMap<u64, u64> = BTreeMap::new();
+            for tick in 0..300u64 {
+                let events = (0..100)
+                    .map(|i| {
+                        let account = 1 + (tick * 100 + i) % 200;
+                        *sent.entry(account).or_default() += 1;
+                        Event::new(account, ["search", "view"][(i % 2) as usize]).unwrap()
+                    })
+                    .collect::<Vec<_>>();
+                analytics.try_record_all(events).unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            sent
+        })
+    };
+    assert!(
+        common::eventually(Duration::from_secs(60), || async {
+            analytics.stats().written >= 2_000
+        })
+        .await,
+        "nothing written before the outage: {:?}",
+        analytics.stats()
+    );
+    let _restore = cluster::Restore;
+    let before_kill = analytics.stats();
+    eprintln!("before the kill: {before_kill:?}");
+    cluster::script(&["kill", "1", "1"]);
+    cluster::script(&["kill", "1", "2"]);
+    let at_kill = analytics.stats();
+    // What was in flight at the kill has failed or landed within 3 s.
+    let outage = stats_each_second(&analytics, Duration::from_secs(3)).await;
+    let during = *outage.last().unwrap();
+
+    // A question through the Distributed tables fails, from every server the connection
+    // lists (shard 1's cannot be reached, shard 2's cannot reach shard 1), with the
+    // server's error: it names the servers it could not reach.
+    let connection = idp_analytics::Connection::builder_for(urls_from(&servers, 0))
+        .build()
+        .unwrap();
+    let usage = Usage::from_connection(&connection, schema.clone())
+        .with_query_timeout(Duration::from_secs(10));
+    let days = Days::ending(Day::today(), 2);
+    let shard_1_native = |s: &Server| {
+        let http: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
+        format!("127.0.0.1:{}", http + 100)
+    };
+    for asked in [
+        usage.top_accounts(days, 1000).await.map(|_| ()),
+        // Account 1 is on shard 1, account 2 on shard 2 (checked below): every shard is
+        // asked, whichever accounts a question names.
+        usage.account(1, days).await.map(|_| ()),
+        usage.account(2, days).await.map(|_| ()),
+        usage.last_seen().await.map(|_| ()),
+    ] {
+        let error = asked.expect_err("a question answered with a shard down");
+        let text = error.to_string();
+        assert!(
+            matches!(error, idp_analytics::Error::ClickHouse(_))
+                && text.contains("All connection tries failed")
+                && text.contains(&shard_1_native(&servers[0]))
+                && text.contains(&shard_1_native(&servers[1])),
+            "{text}"
+        );
+    }
+
+    let outage = [
+        outage,
+        stats_each_second(&analytics, Duration::from_secs(12)).await,
+    ]
+    .concat();
+    let before_back = *outage.last().unwrap();
+    cluster::script(&["start"]);
+    eprintln!(
+        "at the kill: {at_kill:?}\n3 s later: {during:?}\nbefore the restart: {before_back:?}"
+    );
+    // While the shard was down: nothing written (every batch holds rows of both shards),
+    // the same batch retried, not paused, every event kept in the spool, nothing dropped.
+    assert_eq!(before_back.written, during.written, "{before_back:?}");
+    assert!(
+        before_back.retried_batches >= during.retried_batches + 3,
+        "{during:?} {before_back:?}"
+    );
+    for stats in &outage {
+        assert_eq!(
+            (stats.paused, stats.pauses),
+            (None, before_kill.pauses),
+            "{stats:?}"
+        );
+        assert_eq!(
+            stats.dropped_queue_full
+                + stats.dropped_spool_full
+                + stats.dropped_closed
+                + stats.dead_lettered
+                + stats.spool_errors,
+            0,
+            "{stats:?}"
+        );
+    }
+    // Every event taken since is pending (read while the producer goes on: one tick apart).
+    let taken = before_back.enqueued - during.enqueued;
+    let kept = before_back.pending - during.pending;
+    assert!(
+        taken >= 10_000 && taken.abs_diff(kept) <= 100,
+        "{during:?} {before_back:?}"
+    );
+    assert!(before_back.spooled_bytes > 0, "{before_back:?}");
+
+    let sent = producer.await.unwrap();
+    let total: u64 = sent.values().sum();
+    // The writer resumes by itself: everything sent is written without a shutdown's push.
+    let resumed = common::eventually(Duration::from_secs(120), || async {
+        analytics.stats().written == total
+    })
+    .await;
+    let report = analytics.shutdown(Duration::from_secs(120)).await;
+    assert!(
+        resumed,
+        "the writer did not resume: {:?}",
+        analytics.stats()
+    );
+    assert!(report.unwritten.is_empty(), "{report:?}");
+    let after = analytics.stats();
+    assert_eq!(after.pending, 0, "{after:?}");
+    assert_eq!(after.spooled_bytes, 0, "{after:?}");
+
+    let per_shard = check_shards(&servers, &schema).await;
+    assert_eq!(per_shard.iter().sum::<u64>(), total);
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    // No FINAL, no merge needed: each event once, through any server.
+    for server in &servers {
+        assert_eq!(
+            counts(server, &schema).await,
+            (total, total, total),
+            "through {}",
+            server.url
+        );
+    }
+    // The same questions answer again. From the events table: exactly.
+    let exact = Usage::from_connection(&connection, schema.clone())
+        .with_read_from(idp_analytics::ReadFrom::Events);
+    let answers = |top: Vec<idp_analytics::AccountActivity>| -> BTreeMap<u64, u64> {
+        top.into_iter().map(|a| (a.account_id, a.events)).collect()
+    };
+    assert_eq!(answers(exact.top_accounts(days, 1000).await.unwrap()), sent);
+    assert_eq!(exact.account(1, days).await.unwrap().total_events, sent[&1]);
+    assert_eq!(exact.last_seen().await.unwrap().len(), sent.len());
+    // From the rollup (the default): never more than sent, and short only of the batch a
+    // server of shard 1 was storing when it was killed, if the kill came between the
+    // events table's part and the view's (the retried batch is then dropped as a
+    // duplicate before it reaches the view).
+    cluster::sync(&servers, &schema, &schema.local(&schema.rollup_table())).await;
+    let shard_1_accounts = local_rows(&servers[0], &schema).await.1;
+    assert!(shard_1_accounts.contains(&1) && !shard_1_accounts.contains(&2));
+    let rollup = answers(usage.top_accounts(days, 1000).await.unwrap());
+    let mut short = 0;
+    for (account, &n) in &sent {
+        let got = rollup.get(account).copied().unwrap_or(0);
+        assert!(got <= n, "account {account}: {got} of {n}");
+        assert!(
+            got == n || shard_1_accounts.contains(account),
+            "account {account} of shard 2: {got} of {n}"
+        );
+        short += n - got;
+    }
+    assert!(short <= 2_000, "the rollup lacks {short} events");
+    // Copying the months again from the events table mends it (the rollup absorbs rows fed
+    // twice).
+    let client = servers[2].client();
+    let mut insert = client.clone();
+    for (name, value) in schema.insert_settings() {
+        insert = insert.with_setting(*name, *value);
+    }
+    let months: Vec<u32> = client
+        .query(&format!(
+            "SELECT DISTINCT toYYYYMM(inserted_at) FROM {}",
+            schema.qualified_table()
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    for month in months {
+        insert
+            .query(&schema.backfill_month_sql(month))
+            .execute()
+            .await
+            .unwrap();
+    }
+    cluster::sync(&servers, &schema, &schema.local(&schema.rollup_table())).await;
+    assert_eq!(answers(usage.top_accounts(days, 1000).await.unwrap()), sent);
+    assert_eq!(usage.account(1, days).await.unwrap().total_events, sent[&1]);
+    eprintln!(
+        "sent {total}; per shard {per_shard:?}; batches retried {}; the rollup lacked {short} \
+         before the copy",
+        after.retried_batches
+    );
     std::fs::remove_dir_all(spool).ok();
 }
 
