@@ -99,6 +99,22 @@ async fn check_shards(servers: &[Server], schema: &Schema) -> Vec<u64> {
     per_shard.values().map(|((n, _, _), _)| *n).collect()
 }
 
+/// The writer, after an outage, writes all `sent` events by itself (without a shutdown's
+/// push), then shuts down with nothing unwritten.
+async fn resumes_by_itself(analytics: &Analytics, sent: u64) {
+    let resumed = common::eventually(Duration::from_secs(120), || async {
+        analytics.stats().written == sent
+    })
+    .await;
+    let report = analytics.shutdown(Duration::from_secs(120)).await;
+    assert!(
+        resumed,
+        "the writer did not resume: {:?}",
+        analytics.stats()
+    );
+    assert!(report.unwritten.is_empty(), "{report:?}");
+}
+
 fn writer(schema: &Schema, urls: Vec<String>, capacity: usize) -> Analytics {
     Analytics::builder(urls[0].clone())
         .with_urls(urls)
@@ -249,18 +265,7 @@ async fn zookeeper_away_for_30_s_pauses_the_writer_and_loses_nothing() {
     let before_back = analytics.stats();
     cluster::script(&["zookeeper-start"]);
     let sent = producer.await.unwrap();
-    // The writer resumes by itself: everything sent is written without a shutdown's push.
-    let resumed = common::eventually(Duration::from_secs(120), || async {
-        analytics.stats().written == sent
-    })
-    .await;
-    let report = analytics.shutdown(Duration::from_secs(120)).await;
-    assert!(
-        resumed,
-        "the writer did not resume: {:?}",
-        analytics.stats()
-    );
-    assert!(report.unwritten.is_empty(), "{report:?}");
+    resumes_by_itself(&analytics, sent).await;
     assert!(
         before_back.retried_batches > during.retried_batches,
         "inserts kept failing while ZooKeeper was away"
@@ -417,18 +422,7 @@ async fn a_whole_shard_down_for_15_s_keeps_the_events_and_fails_questions() {
 
     let sent = producer.await.unwrap();
     let total: u64 = sent.values().sum();
-    // The writer resumes by itself: everything sent is written without a shutdown's push.
-    let resumed = common::eventually(Duration::from_secs(120), || async {
-        analytics.stats().written == total
-    })
-    .await;
-    let report = analytics.shutdown(Duration::from_secs(120)).await;
-    assert!(
-        resumed,
-        "the writer did not resume: {:?}",
-        analytics.stats()
-    );
-    assert!(report.unwritten.is_empty(), "{report:?}");
+    resumes_by_itself(&analytics, total).await;
     let after = analytics.stats();
     assert_eq!(after.pending, 0, "{after:?}");
     assert_eq!(after.spooled_bytes, 0, "{after:?}");
