@@ -232,8 +232,11 @@ pub(crate) fn canary_variants() -> Vec<(String, String, Rule)> {
             .filter_map(|f| f.trim().parse::<f64>().ok())
             .collect()
     };
-    let factors = list("REPLAY_CANARY_FACTORS", "1,1.5,2.5,3,3.5,4,5,6,8");
-    let chances = list("REPLAY_CANARY_CHANCES", "0.03,0.04,0.05,0.06,0.07,0.2");
+    let factors = list("REPLAY_CANARY_FACTORS", "1,1.5,2.5,3,3.5,4,5,6,8,10,12");
+    let chances = list(
+        "REPLAY_CANARY_CHANCES",
+        "0.03,0.035,0.04,0.045,0.05,0.055,0.06,0.07,0.2",
+    );
     let default_chance = 0.1;
     let mut out = vec![("canary".to_owned(), "canary".to_owned(), Rule::default())];
     for &factor in &factors {
