@@ -618,23 +618,7 @@ impl Usage {
 
     /// Every account with an event, and its last event ever.
     pub async fn last_seen(&self) -> Result<HashMap<u64, SystemTime>> {
-        self.timed(|| async {
-            let src = self.source().await?;
-            let rows: Vec<LastSeenRow> = self
-                .client()
-                .query(&format!(
-                    "SELECT account_id, {last} AS l FROM {table} GROUP BY account_id",
-                    last = src.last(),
-                    table = src.table,
-                ))
-                .fetch_all()
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| (r.account_id, unix(r.last)))
-                .collect())
-        })
-        .await
+        self.last_seen_where(None).await
     }
 
     /// The last event ever of each of `accounts` that had one.
@@ -642,14 +626,20 @@ impl Usage {
         if accounts.is_empty() {
             return Ok(HashMap::new());
         }
+        self.last_seen_where(Some(accounts)).await
+    }
+
+    /// The last event ever of every account, or of each of `accounts`.
+    async fn last_seen_where(&self, accounts: Option<&[u64]>) -> Result<HashMap<u64, SystemTime>> {
         self.timed(|| async {
             let src = self.source().await?;
-            let ids = id_list(accounts);
+            let filter = accounts.map_or(String::new(), |a| {
+                format!("WHERE account_id IN ({}) ", id_list(a))
+            });
             let rows: Vec<LastSeenRow> = self
                 .client()
                 .query(&format!(
-                    "SELECT account_id, {last} AS l FROM {table} WHERE account_id IN ({ids}) \
-                     GROUP BY account_id",
+                    "SELECT account_id, {last} AS l FROM {table} {filter}GROUP BY account_id",
                     last = src.last(),
                     table = src.table,
                 ))
