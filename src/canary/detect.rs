@@ -490,10 +490,18 @@ impl Detector {
             let since = r.calendar.current + 1;
             let like = Like::of(r.all_active_days, r.first_day, r.last_day);
             if let Some(c) = p.returns.at(like, since, below) {
-                match c.fell_below_at {
-                    Some(at_days) if since >= at_days.max(self.floor_days) => {
-                        let limit = at_days.max(self.floor_days);
-                        return Some(self.unlikely_back(r, like, &c, p, since, limit, silent_days));
+                match c.fell_below_at.map(|days| days.max(self.floor_days)) {
+                    Some(limit) if since >= limit => {
+                        let within = p.returns.within_days();
+                        return Some(self.unlikely_back(
+                            r,
+                            like,
+                            &c,
+                            within,
+                            since,
+                            limit,
+                            silent_days,
+                        ));
                     }
                     Some(_) => spared = true,
                     None => spared = since <= c.measured_days,
@@ -606,12 +614,11 @@ impl Detector {
         r: &Rhythm,
         like: Like,
         c: &crate::usage::Chance,
-        p: &Prior,
+        within: u32,
         since: u32,
         limit: u32,
         silent_days: u64,
     ) -> Finding {
-        let within = p.returns.within_days();
         let mut f = Finding::new(
             r.account_id,
             Reason::Silent,
