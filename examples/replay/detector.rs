@@ -212,7 +212,9 @@ impl Detector for Canary {
 /// - the default (`canary`), and the default with other gap factors (how many times its
 ///   usual period an account must be silent) and other return chances (below which share of
 ///   like accounts coming back an account with too little history is flagged): `canary-xF`
-///   and `canary-xF-cC`, for the false-alarm budget table;
+///   and `canary-xF-cC`, and with a fixed threshold of T days in place of the population's
+///   period for the accounts whose like group has not been measured that far
+///   (`canary-xF-cC-fT`), for the false-alarm budget table;
 /// - as the family `canary-period`, the default and its gap factors without return chances:
 ///   accounts with too little history judged by the population's period alone (the default
 ///   of the previous version);
@@ -221,6 +223,10 @@ impl Detector for Canary {
 ///
 /// `REPLAY_CANARY_FACTORS` and `REPLAY_CANARY_CHANCES` (comma-separated) replace the
 /// factors and the chances; empty runs the defaults only; `REPLAY_CANARY=off` runs none.
+/// `REPLAY_CANARY_FALLBACKS` (days, comma-separated; 150 and 180 by default) adds, for each
+/// of those days, each chance at each of the gap factors `REPLAY_CANARY_FALLBACK_FACTORS`
+/// (10 by default) with that fixed threshold in place of the population's period
+/// (`canary-xF-cC-fT`).
 pub(crate) fn canary_variants() -> Vec<(String, String, Rule)> {
     if std::env::var("REPLAY_CANARY").is_ok_and(|v| v == "off") {
         return Vec::new();
@@ -255,6 +261,27 @@ pub(crate) fn canary_variants() -> Vec<(String, String, Rule)> {
                     .with_gap_factor(factor)
                     .with_return_chance(Some(chance)),
             ));
+        }
+    }
+    // The default with a fixed threshold of T days in place of the population's period, for
+    // accounts whose like group has not been measured that far: `canary-xF-cC-fT`.
+    let fallback_factors = list("REPLAY_CANARY_FALLBACK_FACTORS", "10");
+    for &days in &list("REPLAY_CANARY_FALLBACKS", "150,180") {
+        for &chance in [default_chance]
+            .iter()
+            .chain(chances.iter().filter(|&&c| c != default_chance))
+        {
+            for &factor in &fallback_factors {
+                out.push((
+                    format!("canary-x{factor}-c{chance}-f{days}"),
+                    "canary".to_owned(),
+                    Rule::default()
+                        .with_gap_factor(factor)
+                        .with_return_chance(Some(chance))
+                        .with_prior_quantile(None)
+                        .with_fixed_threshold(Duration::from_secs((days * 86_400.0) as u64)),
+                ));
+            }
         }
     }
     for (family, rule) in [
