@@ -315,6 +315,8 @@ async fn detect_little_history_by_the_population() {
         .unwrap();
     assert_eq!(sampled.period_days, 1);
     assert!(sampled.sampled_one_in > 1);
+    // The return chances were measured on the same sample.
+    assert_eq!(sampled.returns.sampled_one_in(), sampled.sampled_one_in);
     assert!(
         (500..2_000).contains(&sampled.accounts),
         "{} accounts sampled",

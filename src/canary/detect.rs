@@ -455,11 +455,18 @@ impl Detector {
         if !self.adaptive {
             return Ok(None);
         }
+        if self.prior_quantile.is_none() && self.return_chance.is_none() {
+            return Ok(None);
+        }
+        // Both queries read the same sample of accounts: asked for once.
+        let window = self.window(at);
+        let sample = usage.sample(&window).await?;
         let mut prior = match self.prior_quantile {
             Some(quantile) => {
                 usage
-                    .rhythm_prior(
-                        self.window(at),
+                    .rhythm_prior_in(
+                        window,
+                        Some(&sample),
                         self.min_active_days,
                         self.weekend_share,
                         quantile,
@@ -469,7 +476,7 @@ impl Detector {
             None => Prior::default(),
         };
         if self.return_chance.is_some() {
-            prior.returns = usage.return_chances(self.window(at)).await?;
+            prior.returns = usage.return_chances_in(window, Some(&sample)).await?;
         }
         Ok((prior.accounts > 0 || !prior.returns.is_empty()).then_some(prior))
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{
     day::{Day, ceil_seconds},
     query::{Source, Usage},
-    rhythm::RhythmWindow,
+    rhythm::{RhythmWindow, Sample},
 };
 use crate::error::Result;
 
@@ -320,13 +320,23 @@ impl Usage {
     /// [`chunk_accounts`](RhythmWindow::chunk_accounts), over a sample of about that many,
     /// chosen by a hash of the account id, as [`rhythm_prior`](Self::rhythm_prior) is.
     pub async fn return_chances(&self, window: RhythmWindow) -> Result<ReturnChances> {
+        self.return_chances_in(window, None).await
+    }
+
+    /// [`return_chances`](Self::return_chances) over `sample`, or over the
+    /// [sample](Self::sample) it asks for when `None`.
+    pub(crate) async fn return_chances_in(
+        &self,
+        window: RhythmWindow,
+        sample: Option<&Sample>,
+    ) -> Result<ReturnChances> {
         window.check()?;
+        let sample = self.sample_or(&window, sample).await?;
         self.timed(|| async {
             let src = self.source().await?;
-            let (every, sample) = self.sample(&src, window.chunk_accounts).await?;
             let rows = self
                 .client()
-                .query(&spells_sql(&src, &window, &sample))
+                .query(&spells_sql(&src, &window, &sample.condition))
                 .fetch_all::<SpellRow>()
                 .await?;
             let mut chances = ReturnChances::estimate(
@@ -340,7 +350,7 @@ impl Usage {
                 window.history_days,
                 window.history_days / 3,
             );
-            chances.sampled_one_in = every;
+            chances.sampled_one_in = sample.every;
             Ok(chances)
         })
         .await

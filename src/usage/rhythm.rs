@@ -1,7 +1,7 @@
 //! Each account's rhythm at a moment: its active days, the gaps between them, and its recent
 //! volume against its baseline, summed up in ClickHouse from the daily rollup.
 
-use std::time::SystemTime;
+use std::{borrow::Cow, time::SystemTime};
 
 use serde::Deserialize;
 
@@ -11,6 +11,15 @@ use super::{
     returns::ReturnChances,
 };
 use crate::error::{Error, Result};
+
+/// The accounts the population's queries read: one in `every`, chosen by a hash of the
+/// account id, as a condition on `account_id`. Made by [`Usage::sample`].
+#[derive(Clone, Debug)]
+pub(crate) struct Sample {
+    /// One account in this many (1: every account).
+    pub(crate) every: u64,
+    pub(super) condition: String,
+}
 
 /// The windows and the quantile of [`Usage::rhythms`].
 ///
@@ -399,25 +408,40 @@ impl Usage {
         Ok((spread.accounts, ranges))
     }
 
-    /// One account in about `accounts / chunk_accounts`, chosen by a hash of its id, as a
-    /// condition on `account_id`, and that number (1: every account).
-    pub(super) async fn sample(
+    /// The accounts the population's queries at `window.at` read: one in about
+    /// `accounts / chunk_accounts`, chosen by a hash of its id (every account when there are
+    /// no more than [`chunk_accounts`](RhythmWindow::chunk_accounts)). One query, asked once
+    /// per check and shared by [`rhythm_prior`](Self::rhythm_prior) and
+    /// [`return_chances`](Self::return_chances).
+    pub(crate) async fn sample(&self, window: &RhythmWindow) -> Result<Sample> {
+        self.timed(|| async {
+            let src = self.source().await?;
+            let accounts: u64 = self
+                .client()
+                .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
+                .fetch_one()
+                .await?;
+            let every = accounts.div_ceil(window.chunk_accounts).max(1);
+            let condition = if every > 1 {
+                format!("intHash64(account_id) % {every} = 0")
+            } else {
+                "1".to_owned()
+            };
+            Ok(Sample { every, condition })
+        })
+        .await
+    }
+
+    /// `given`, or the [sample](Self::sample) at `window` when `None`.
+    pub(super) async fn sample_or<'a>(
         &self,
-        src: &super::query::Source,
-        chunk_accounts: u64,
-    ) -> Result<(u64, String)> {
-        let accounts: u64 = self
-            .client()
-            .query(&format!("SELECT uniq(account_id) FROM {}", src.table))
-            .fetch_one()
-            .await?;
-        let every = accounts.div_ceil(chunk_accounts).max(1);
-        let sample = if every > 1 {
-            format!("intHash64(account_id) % {every} = 0")
-        } else {
-            "1".to_owned()
-        };
-        Ok((every, sample))
+        window: &RhythmWindow,
+        given: Option<&'a Sample>,
+    ) -> Result<Cow<'a, Sample>> {
+        Ok(match given {
+            Some(sample) => Cow::Borrowed(sample),
+            None => Cow::Owned(self.sample(window).await?),
+        })
     }
 
     /// The usual period of the accounts with a rhythm of their own at `window.at`: the
@@ -436,6 +460,20 @@ impl Usage {
         weekend_share: f64,
         quantile: f64,
     ) -> Result<Prior> {
+        self.rhythm_prior_in(window, None, min_active_days, weekend_share, quantile)
+            .await
+    }
+
+    /// [`rhythm_prior`](Self::rhythm_prior) over `sample`, or over the
+    /// [sample](Self::sample) it asks for when `None`.
+    pub(crate) async fn rhythm_prior_in(
+        &self,
+        window: RhythmWindow,
+        sample: Option<&Sample>,
+        min_active_days: u32,
+        weekend_share: f64,
+        quantile: f64,
+    ) -> Result<Prior> {
         window.check()?;
         if !(quantile > 0.0 && quantile <= 1.0) {
             return Err(Error::Config("the prior quantile must be in (0, 1]".into()));
@@ -443,10 +481,11 @@ impl Usage {
         if !(0.0..=1.0).contains(&weekend_share) {
             return Err(Error::Config("the weekend share must be in [0, 1]".into()));
         }
+        let sample = self.sample_or(&window, sample).await?;
         self.timed(|| async {
             let src = self.source().await?;
-            let (every, sample) = self.sample(&src, window.chunk_accounts).await?;
-            let inner = per_account_sql(&src, &window, false).replace("{accounts}", &sample);
+            let inner =
+                per_account_sql(&src, &window, false).replace("{accounts}", &sample.condition);
             let row: PriorRow = self
                 .client()
                 .query(&format!(
@@ -459,7 +498,7 @@ impl Usage {
             Ok(Prior {
                 period_days: if row.accounts == 0 { 0 } else { row.period },
                 accounts: row.accounts,
-                sampled_one_in: every,
+                sampled_one_in: sample.every,
                 returns: ReturnChances::default(),
             })
         })
