@@ -14,9 +14,9 @@ use std::{fmt, sync::Arc};
 use serde::Deserialize;
 
 use super::{
-    day::{Day, ceil_seconds},
+    day::Day,
     query::{Source, Usage},
-    rhythm::{RhythmWindow, Sample},
+    rhythm::{RhythmWindow, Sample, active_days_sql},
 };
 use crate::error::Result;
 
@@ -265,8 +265,7 @@ impl ReturnChances {
 fn spells_sql(src: &Source, window: &RhythmWindow, sample: &str) -> String {
     let today = Day::of(window.at);
     let t = today.days_since_epoch();
-    let today_sql = format!("toDate(toUInt16({}))", today.sql());
-    let at = ceil_seconds(window.at);
+    let days = active_days_sql(src, window.at, None, sample, "");
     let active = ACTIVE
         .iter()
         .enumerate()
@@ -290,12 +289,7 @@ fn spells_sql(src: &Source, window: &RhythmWindow, sample: &str) -> String {
                     i < length(ds)), arrayEnumerate(ds))) AS s \
             FROM ( \
                 SELECT account_id, arraySort(groupArray(toUInt32(day))) AS ds \
-                FROM ( \
-                    SELECT account_id, {day_as}, {last} AS last \
-                    FROM {table} WHERE {day} <= {today_sql} AND {sample} \
-                    GROUP BY account_id, day \
-                    HAVING day < {today_sql} OR last <= {at} \
-                ) \
+                FROM ({days}) \
                 GROUP BY account_id \
             ) \
          ) \
@@ -303,10 +297,6 @@ fn spells_sql(src: &Source, window: &RhythmWindow, sample: &str) -> String {
          GROUP BY active, pace, len, back",
         paces = PACE.len(),
         longest = LONGEST,
-        day_as = src.day_as(),
-        day = src.day(),
-        last = src.last(),
-        table = src.table,
     )
 }
 

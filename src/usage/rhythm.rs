@@ -298,24 +298,53 @@ fn weekday_index(day: &str) -> String {
     format!("(intDiv({day} + 3, 7) * 5 + least(({day} + 3) % 7, 5))")
 }
 
+/// The query of each account's active days up to the day of `at`, one row per account and
+/// day (`account_id`, `day`, `last`, then `columns`), over the accounts where `accounts`
+/// holds, from the day `since` on or of all time. The day of `at` counts when all its events
+/// so far are at or before `at`.
+pub(super) fn active_days_sql(
+    src: &super::query::Source,
+    at: SystemTime,
+    since: Option<Day>,
+    accounts: &str,
+    columns: &str,
+) -> String {
+    let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
+    let today = day(Day::of(at));
+    let since = since.map_or_else(String::new, |d| format!("{} >= {} AND ", src.day(), day(d)));
+    format!(
+        "SELECT account_id, {day_as}, {last} AS last{columns} \
+         FROM {table} WHERE {since}{day_col} <= {today} AND {accounts} \
+         GROUP BY account_id, day \
+         HAVING day < {today} OR last <= {at}",
+        day_as = src.day_as(),
+        last = src.last(),
+        table = src.table,
+        day_col = src.day(),
+        at = ceil_seconds(at),
+    )
+}
+
 /// The query of one row per account (see [`RhythmRow`]), with `{accounts}` where a condition
 /// on `account_id` goes. With `all_time`, an account's last event is its last of all time
 /// and accounts without an active day in the history are kept; without, only the history is
 /// read.
 fn per_account_sql(src: &super::query::Source, window: &RhythmWindow, all_time: bool) -> String {
     let today = Day::of(window.at);
-    let at = ceil_seconds(window.at);
     let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
     let history = day(today.sub_days(window.history_days));
     let recent_day = today.sub_days(window.recent_days);
     let baseline = day(recent_day.sub_days(window.baseline_days));
     let (recent, today_sql) = (day(recent_day), day(today));
     let t = today.days_since_epoch();
-    let since = if all_time {
-        String::new()
-    } else {
-        format!("{} >= {history} AND ", src.day())
-    };
+    let since = (!all_time).then(|| today.sub_days(window.history_days));
+    let days = active_days_sql(
+        src,
+        window.at,
+        since,
+        "{accounts}",
+        &format!(", {} AS n", src.count_if(&format!("day >= {baseline}"))),
+    );
     format!(
         "SELECT account_id, toUInt32(last) AS last_seen, toUInt16(last_d) AS last_day, \
             toUInt32(length(ds)) AS active_days, \
@@ -340,23 +369,13 @@ fn per_account_sql(src: &super::query::Source, window: &RhythmWindow, all_time: 
                 countIf(day >= {recent} AND day < {today_sql}) AS recent_days, \
                 sumIf(n, day >= {baseline} AND day < {recent}) AS baseline_events, \
                 countIf(day >= {baseline} AND day < {recent}) AS baseline_days \
-            FROM ( \
-                SELECT account_id, {day_as}, {last} AS last, {count_if} AS n \
-                FROM {table} WHERE {since}{day} <= {today_sql} AND {{accounts}} \
-                GROUP BY account_id, day \
-                HAVING day < {today_sql} OR last <= {at} \
-            ) \
+            FROM ({days}) \
             GROUP BY account_id \
          )",
         q = window.quantile,
         ti = weekday_index(&t.to_string()),
         li = weekday_index("last_d"),
         wi = weekday_index("d"),
-        day_as = src.day_as(),
-        day = src.day(),
-        last = src.last(),
-        count_if = src.count_if(&format!("day >= {baseline}")),
-        table = src.table,
     )
 }
 
