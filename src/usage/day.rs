@@ -105,6 +105,12 @@ impl Day {
     pub(super) fn sql(self) -> u16 {
         u16::try_from(self.0).unwrap_or(u16::MAX)
     }
+
+    /// The day as a ClickHouse `Date` expression, `toDate(toUInt16(N))` (see
+    /// [`sql`](Self::sql)), to write into a query.
+    pub(super) fn date_sql(self) -> String {
+        format!("toDate(toUInt16({}))", self.sql())
+    }
 }
 
 impl fmt::Display for Day {

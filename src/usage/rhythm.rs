@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub(crate) struct Sample {
     /// One account in this many (1: every account).
-    pub(crate) every: u64,
+    pub(super) every: u64,
     pub(super) condition: String,
 }
 
@@ -309,9 +309,10 @@ pub(super) fn active_days_sql(
     accounts: &str,
     columns: &str,
 ) -> String {
-    let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
-    let today = day(Day::of(at));
-    let since = since.map_or_else(String::new, |d| format!("{} >= {} AND ", src.day(), day(d)));
+    let today = Day::of(at).date_sql();
+    let since = since.map_or_else(String::new, |d| {
+        format!("{} >= {} AND ", src.day(), d.date_sql())
+    });
     format!(
         "SELECT account_id, {day_as}, {last} AS last{columns} \
          FROM {table} WHERE {since}{day_col} <= {today} AND {accounts} \
@@ -331,13 +332,13 @@ pub(super) fn active_days_sql(
 /// read.
 fn per_account_sql(src: &super::query::Source, window: &RhythmWindow, all_time: bool) -> String {
     let today = Day::of(window.at);
-    let day = |d: Day| format!("toDate(toUInt16({}))", d.sql());
-    let history = day(today.sub_days(window.history_days));
+    let history_day = today.sub_days(window.history_days);
+    let history = history_day.date_sql();
     let recent_day = today.sub_days(window.recent_days);
-    let baseline = day(recent_day.sub_days(window.baseline_days));
-    let (recent, today_sql) = (day(recent_day), day(today));
+    let baseline = recent_day.sub_days(window.baseline_days).date_sql();
+    let (recent, today_sql) = (recent_day.date_sql(), today.date_sql());
     let t = today.days_since_epoch();
-    let since = (!all_time).then(|| today.sub_days(window.history_days));
+    let since = (!all_time).then_some(history_day);
     let days = active_days_sql(
         src,
         window.at,
